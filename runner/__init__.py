@@ -1,0 +1,4 @@
+"""runbook: versioned, auditable operations runbooks on Ansible."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,181 @@
+"""The command line: parses and dispatches, nothing else. Every command module is imported lazily so
+`runbook --help` and `runbook list` stay fast."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from runner import __version__
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_STATUSES = ("running", "waiting", "succeeded", "failed", "canceled", "timed_out", "aborted")
+
+
+def _workspace(ctx: click.Context) -> Any:
+    from runner.workspace import open_workspace
+
+    return open_workspace(ctx.obj)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.option("-w", "--workspace", metavar="DIR", help="Workspace folder (default: $RUNBOOK_WORKSPACE, "
+              "else the nearest folder above holding runbooks/).")
+@click.version_option(__version__, prog_name="runbook")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """Versioned, auditable operations runbooks on Ansible.
+
+    A runbook (runbooks/NAME.yml) is a procedure: typed parameters and steps (playbooks, manual
+    checklists, approvals). Every run is recorded: who ran which version, with what, on which hosts,
+    and what happened.
+
+    \b
+    Start here:
+      runbook list                      the catalog
+      runbook show health-check         what a runbook does, step by step
+      runbook run health-check          run it (on inventories/local.yml by default)
+      runbook history                   what ran, newest first
+      runbook log last                  the output of the last run
+    """
+    ctx.obj = workspace
+
+
+@cli.command("list")
+@click.option("--tag", help="Only runbooks with this tag.")
+@click.option("--kind", type=click.Choice(["operation", "maintenance"]), help="Only this kind.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def list_cmd(ctx: click.Context, tag: str | None, kind: str | None, as_json: bool) -> int:
+    """The catalog: name, version, kind, title, owner."""
+    from runner.commands.list_ import list_runbooks
+
+    return list_runbooks(_workspace(ctx), tag, kind, as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def show(ctx: click.Context, name: str, as_json: bool) -> int:
+    """A runbook as a procedure: metadata, parameters, steps with each playbook's tasks, schedule, last runs."""
+    from runner.commands.show import show as show_runbook
+
+    return show_runbook(_workspace(ctx), name, as_json)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--no-syntax-check", is_flag=True, help="Skip ansible-playbook --syntax-check.")
+@click.pass_context
+def validate(ctx: click.Context, names: tuple[str, ...], no_syntax_check: bool) -> int:
+    """Check runbooks (all by default): schema, references, defaults, playbook syntax.
+
+    Every problem is reported at once as FILE:LINE: KEY.PATH: MESSAGE; exit 3 if any.
+    """
+    from runner.commands.validate import validate as validate_runbooks
+
+    return validate_runbooks(_workspace(ctx), list(names), not no_syntax_check)
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("name")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value (repeatable). "
+              "Secrets cannot be given here: use their env variable or --params-file.")
+@click.option("--params-file", type=click.Path(dir_okay=False), help="YAML or JSON mapping of parameter values.")
+@click.option("-i", "--inventory", metavar="NAME|PATH", help="Inventory name (inventories/NAME) or path.")
+@click.option("-l", "--limit", metavar="PATTERN", help="Narrow the runbook's targets (sent as TARGETS:&PATTERN).")
+@click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
+@click.option("--diff", is_flag=True, help="Show the differences in changed files.")
+@click.option("--forks", type=int, help="Parallel hosts (default: runbook.toml, else 25; Ansible uses min(forks, hosts)).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before running a maintenance runbook.")
+@click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@click.option("--trigger", type=click.Choice(["cli", "ci", "cron"]), help="Recorded trigger (default: ci under CI, else cli).")
+@click.option("--wait-lock", metavar="DUR", help="Wait up to DUR (e.g. 10m) for a conflicting run instead of exiting 6.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron).")
+@click.option("-v", "--verbose", is_flag=True, help="Stream Ansible's own output.")
+@click.pass_context
+def run(ctx: click.Context, name: str, params: tuple[str, ...], **options: Any) -> int:
+    """Run a runbook.
+
+    \b
+    Exit codes: 0 succeeded, 1 failed, 2 usage error, 3 invalid runbook or parameter (nothing run),
+    4 hosts unreachable, 5 waiting at a manual step or approval, 6 locked, 124 timed out, 130 canceled.
+    """
+    from runner.commands.run import run as run_runbook
+
+    return run_runbook(_workspace(ctx), name, list(params), **options)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--status", type=click.Choice(_STATUSES), help="Only runs with this status.")
+@click.option("--since", metavar="DUR", help="Only runs started within DUR (e.g. 7d).")
+@click.option("-n", "limit", type=click.IntRange(1), default=20, show_default=True, help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def history(ctx: click.Context, name: str | None, status: str | None, since: str | None, limit: int, as_json: bool) -> int:
+    """Past runs, newest first."""
+    from runner.commands.history import history as show_history
+
+    return show_history(_workspace(ctx), name, status, since, limit, as_json)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--step", help="Only this step (name or number).")
+@click.option("--host", help="Only this host's results.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the run goes on.")
+@click.pass_context
+def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, follow: bool) -> int:
+    """The recorded output of a run (RUN: an id, a unique prefix, or `last`)."""
+    from runner.commands.log import show_log
+
+    return show_log(_workspace(ctx), run_ref, step, host, follow)
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR")
+def init(directory: str) -> int:
+    """Create a workspace in DIR holding the standard library of runbooks."""
+    from runner.commands.init import init as init_workspace
+
+    return init_workspace(directory)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place where errors become messages and exit codes."""
+    from runner.errors import RunbookError
+
+    try:
+        code = cli.main(args=argv, prog_name="runbook", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except RunbookError as exc:
+        click.echo(f"runbook: {exc}", err=True)
+        code = int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - one line for people, the traceback kept for bug reports
+        code = _crash(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _crash(exc: Exception) -> int:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="runbook-error-", suffix=".log")
+    with open(fd, "w") as handle:
+        traceback.print_exc(file=handle)
+    click.echo(f"runbook: internal error: {exc.__class__.__name__}: {exc} (traceback in {path})", err=True)
+    return 1

@@ -1,0 +1,1 @@
+"""One module per CLI command: each a typed function that prints results and returns an exit code."""

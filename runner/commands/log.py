@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from runner.errors import UsageError
+from runner.records import RunRecord, StepRecord, iso
+from runner.store import Store
+from runner.workspace import Workspace
+
+_LIVE = ("running",)
+
+
+def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow: bool) -> int:
+    store = Store(ws.state_dir)
+    run_id = store.resolve(ref)
+    record = store.load(run_id)
+    steps = _select(record, step)
+    if follow:
+        return _follow(store, run_id, step, host)
+    for item in steps:
+        _print_step(store, record, item, host)
+    print(f"-- run {record.id}: {record.status} (exit {record.exit_code})", file=sys.stderr)
+    return 0
+
+
+def _select(record: RunRecord, step: str | None) -> list[StepRecord]:
+    if step is None:
+        return list(record.steps)
+    chosen = [s for s in record.steps if s.name == step or str(s.index + 1) == step]
+    if not chosen:
+        names = ", ".join(s.name for s in record.steps)
+        raise UsageError(f"run {record.id} has no step {step!r} (steps: {names})")
+    return chosen
+
+
+def step_folder(store: Store, record: RunRecord, step: StepRecord) -> Path:
+    return store.run_dir(record.id) / "steps" / f"{step.index + 1:02d}-{step.name}"
+
+
+def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | None) -> None:
+    print(f"== step {step.index + 1} {step.name} ({step.type}): {step.status}"
+          + (f" - {step.message}" if step.message else ""))
+    for signoff in step.signoffs:
+        print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"
+              + (f": {signoff.item}" if signoff.item else "") + (f" ({signoff.note})" if signoff.note else ""))
+    folder = step_folder(store, record, step)
+    if host is None:
+        path = folder / "stdout"
+        if path.exists():
+            sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+        return
+    for line in host_lines(folder, host):
+        print(line)
+    result = step.hosts.get(host)
+    if result:
+        print(f"-- {host}: ok={result.ok} changed={result.changed} failed={result.failed} "
+              f"unreachable={result.unreachable} skipped={result.skipped}" + (f": {result.message}" if result.message else ""))
+
+
+def host_lines(folder: Path, host: str) -> Iterator[str]:
+    """The recorded output of one host: its task results, with the task headers that frame them."""
+    path = folder / "events.jsonl.gz"
+    if not path.exists():
+        return
+    task_header = ""
+    with gzip.open(path, "rt", encoding="utf-8") as events:
+        for line in events:
+            event = json.loads(line)
+            data = event.get("event_data") or {}
+            if event.get("event") == "playbook_on_task_start":
+                task_header = event.get("stdout") or ""
+            elif data.get("host") == host and event.get("stdout") and event.get("event", "").startswith("runner_on"):
+                if task_header:
+                    yield task_header.strip("\r\n")
+                    task_header = ""
+                yield event["stdout"].strip("\r\n")
+
+
+def _follow(store: Store, run_id: str, step: str | None, host: str | None) -> int:
+    """Print output as it is written until the run leaves `running`."""
+    offsets: dict[Path, int] = {}
+    while True:
+        record = store.load(run_id)
+        for item in _select(record, step):
+            path = step_folder(store, record, item) / "stdout"
+            if not path.exists():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(offsets.get(path, 0))
+                chunk = handle.read()
+                offsets[path] = handle.tell()
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+        if record.status not in _LIVE:
+            print(f"-- run {record.id}: {record.status} (exit {record.exit_code})", file=sys.stderr)
+            return 0
+        time.sleep(0.5)
+        store.reap_dead_runs()

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from runner import identity
+from runner.durations import parse_duration
+from runner.errors import UsageError
+from runner.loader import load_runbook
+from runner.model import Parameter
+from runner.output import emit_json
+from runner.params import parse_assignments, read_params_file, resolve
+from runner.progress import Progress
+from runner.workspace import Workspace
+
+
+def interactive_session(non_interactive: bool) -> bool:
+    """--non-interactive is implied when stdin is not a terminal or CI is set."""
+    return not non_interactive and sys.stdin.isatty() and not identity.is_ci()
+
+
+def run(
+    ws: Workspace,
+    name: str,
+    assignments: list[str],
+    params_file: str | None,
+    inventory: str | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    forks: int | None = None,
+    yes: bool = False,
+    non_interactive: bool = False,
+    as_json: bool = False,
+    trigger: str | None = None,
+    wait_lock: str | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+) -> int:
+    from runner.executor import Execution, RunRequest  # imports ansible_runner lazily below it
+
+    path = ws.runbook_path(name)
+    runbook = load_runbook(path, ws.display(path))
+    interactive = interactive_session(non_interactive)
+    file_values = read_params_file(Path(params_file)) if params_file else {}
+    params = resolve(runbook, parse_assignments(assignments), file_values, os.environ,
+                     prompt_secret=_ask_secret if interactive else None)
+    try:
+        wait = parse_duration(wait_lock) if wait_lock else None
+    except ValueError as exc:
+        raise UsageError(f"--wait-lock: {exc}") from None
+    if forks is not None and forks < 1:
+        raise UsageError("--forks must be at least 1")
+    request = RunRequest(
+        params=params, operator=identity.operator(), trigger=trigger or identity.default_trigger(),
+        inventory=inventory, limit=limit, check=check, diff=diff, forks=forks,
+        ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait,
+    )
+    execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose))
+    if interactive and runbook.kind == "maintenance" and not check and not yes:
+        if not _confirm(f"Run maintenance {runbook.name} {runbook.version} on {execution.inventory} "
+                        f"(hosts: {execution.limit})?"):
+            print("not started", file=sys.stderr)
+            return 0
+    record = execution.start()
+    if as_json:
+        emit_json(record.to_dict())
+    return int(record.exit_code or 0)
+
+
+def _ask_secret(param: Parameter) -> str:
+    return getpass.getpass(f"{param.name} ({param.description or 'secret'}): ")
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")

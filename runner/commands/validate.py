@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.ansiblebin import ansible_bin
+from runner.errors import InvalidError, Problem
+from runner.loader import check_runbook
+from runner.model import Runbook
+from runner.workspace import Workspace
+
+
+def validate(ws: Workspace, names: list[str], syntax_check: bool = True) -> int:
+    """Schema, references, defaults and ansible-playbook --syntax-check; every problem at once, exit 3."""
+    paths = [ws.runbook_path(n) for n in names] if names else ws.runbook_files()
+    problems: list[Problem] = []
+    valid: list[Runbook] = []
+    for path in paths:
+        runbook, found = check_runbook(path, ws.display(path))
+        problems += found
+        if runbook is not None:
+            problems += reference_problems(ws, runbook)
+            valid.append(runbook)
+    if syntax_check:
+        problems += syntax_problems(ws, sorted({p for r in valid for p in r.playbooks}))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    bad_files = {p.file for p in problems}
+    for runbook in valid:
+        if ws.display(runbook.path) not in bad_files:
+            print(f"ok  {runbook.name} {runbook.version}")
+    if problems:
+        print(f"{len(problems)} problem(s) in {len(bad_files)} file(s)", file=sys.stderr)
+        return int(InvalidError.exit_code)
+    return 0
+
+
+def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
+    file = ws.display(runbook.path)
+    problems = []
+    for section, steps in (("steps", runbook.steps), ("on_failure", runbook.on_failure)):
+        for index, step in enumerate(steps):
+            if not step.playbook:
+                continue
+            where = f"{section}[{index}].playbook"
+            try:
+                path = ws.playbook_path(step.playbook)
+            except InvalidError as exc:
+                problems.append(Problem(file, step.line, where, str(exc)))
+                continue
+            if not path.is_file():
+                problems.append(Problem(file, step.line, where, f"{step.playbook!r} not found in {ws.display(ws.playbooks_dir)}/"))
+    inventories = [("inventory", runbook.inventory)] + [
+        (f"schedule[{i}].inventory", s.inventory) for i, s in enumerate(runbook.schedule)
+    ]
+    for where, name in inventories:
+        if name:
+            try:
+                ws.inventory_path(name)
+            except InvalidError as exc:
+                problems.append(Problem(file, None, where, str(exc)))
+    return problems
+
+
+def syntax_problems(ws: Workspace, playbooks: list[str]) -> list[Problem]:
+    """One ansible-playbook --syntax-check for all playbooks; per playbook only when that one fails."""
+    paths = [ws.playbook_path(p) for p in playbooks]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return []
+    ok, _ = _syntax_check(ws, paths)
+    if ok:
+        return []
+    problems = []
+    for path in paths:
+        ok, output = _syntax_check(ws, [path])
+        if not ok:
+            problems.append(_syntax_problem(ws, path, output))
+    return problems
+
+
+def _syntax_check(ws: Workspace, paths: list[Path]) -> tuple[bool, str]:
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ws.roles_dir), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
+    command = [ansible_bin("ansible-playbook"), "--syntax-check", "-i", "localhost,",
+               "-e", "runbook_serial=1", "-e", "runbook_max_fail_percentage=100", *map(str, paths)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ws.playbooks_dir, timeout=300)
+    return done.returncode == 0, done.stderr + done.stdout
+
+
+def _syntax_problem(ws: Workspace, path: Path, output: str) -> Problem:
+    line_match = re.search(r"line (\d+)", output)
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not ln.startswith("[WARNING]")]
+    message = next((ln for ln in lines if ln.startswith(("ERROR", "[ERROR]"))), lines[0] if lines else "syntax check failed")
+    message = re.sub(r"^\[?ERROR\]?!?:?\s*", "", message)
+    return Problem(ws.display(path), int(line_match.group(1)) if line_match else None, "", f"syntax check: {message}")

@@ -1,0 +1,45 @@
+"""Who runs a run, and from where: operator, trigger and CI job URL."""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from typing import Mapping
+
+_CI_USERS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID", "BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME")
+
+
+def is_ci(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return any(env.get(k) for k in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILD_URL", "TF_BUILD"))
+
+
+def operator(environ: Mapping[str, str] | None = None) -> str:
+    """RUNBOOK_USER, else the CI's user where known, else user@host."""
+    env = os.environ if environ is None else environ
+    if env.get("RUNBOOK_USER"):
+        return env["RUNBOOK_USER"]
+    if is_ci(env):
+        for key in _CI_USERS:
+            if env.get(key):
+                return env[key]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def ci_job_url(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    for key in ("CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL", "CIRCLE_BUILD_URL"):
+        if env.get(key):
+            return env[key]
+    return None
+
+
+def default_trigger(environ: Mapping[str, str] | None = None) -> str:
+    return "ci" if is_ci(environ) else "cli"

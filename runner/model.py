@@ -1,0 +1,101 @@
+"""A validated runbook as frozen dataclasses: nothing past the loader sees raw YAML."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+PARAMETER_TYPES = ("string", "integer", "number", "boolean", "choice", "list", "secret")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    required: bool = False
+    default: Any = None
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] = ()
+    env: str | None = None
+    description: str = ""
+    line: int | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "secret"
+
+
+@dataclass(frozen=True)
+class Approval:
+    message: str
+    approvers: int = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    type: str  # playbook | manual | approval
+    playbook: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    manual: str | None = None
+    checklist: tuple[str, ...] = ()
+    approval: Approval | None = None
+    timeout: int | None = None
+    retries: int = 0
+    when: str | None = None
+    on_failure: str = "abort"
+    description: str = ""
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    serial: Any = None
+    max_fail_percentage: float | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    inventory: str | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Runbook:
+    path: Path
+    sha256: str
+    name: str
+    title: str
+    version: str
+    kind: str
+    steps: tuple[Step, ...]
+    maintenance_type: str | None = None
+    owner: str = ""
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    targets: str = "all"
+    inventory: str | None = None
+    concurrency: str = "exclusive"
+    lock: str | None = None
+    timeout: int | None = None
+    rollout: Rollout = Rollout()
+    parameters: tuple[Parameter, ...] = ()
+    on_failure: tuple[Step, ...] = ()
+    schedule: tuple[Schedule, ...] = ()
+
+    @property
+    def lock_name(self) -> str:
+        return self.lock or self.name
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def playbooks(self) -> tuple[str, ...]:
+        names = [s.playbook for s in self.steps + self.on_failure if s.playbook]
+        return tuple(dict.fromkeys(names))

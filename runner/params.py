@@ -1,0 +1,215 @@
+"""Typed runbook parameters: values from -p, --params-file, the env: variable or the default, validated
+before anything runs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, MutableMapping
+
+import yaml
+
+from runner.errors import InvalidError, Problem, UsageError
+from runner.model import Parameter, Runbook
+
+REDACTED = "***"
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n"}
+
+
+@dataclass(frozen=True)
+class ResolvedParams:
+    values: Mapping[str, Any]
+    secret_names: frozenset[str]
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(str(self.values[n]) for n in self.secret_names if self.values.get(n) not in (None, ""))
+
+    def redacted(self) -> dict[str, Any]:
+        return {k: (REDACTED if k in self.secret_names and v is not None else v) for k, v in self.values.items()}
+
+
+def coerce(param: Parameter, raw: Any) -> Any:
+    """`raw` (text from the CLI or a typed YAML value) as the parameter's type; ValueError says why not."""
+    value = _convert(param, raw)
+    _check_constraints(param, value)
+    return value
+
+
+def _convert(param: Parameter, raw: Any) -> Any:
+    kind = param.type
+    if kind in ("string", "secret"):
+        if isinstance(raw, (dict, list)) or raw is None:
+            raise ValueError(f"{_show(param, raw)} is not a string")
+        return str(raw)
+    if kind == "integer":
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError(f"{_show(param, raw)} is not an integer")
+        try:
+            return int(str(raw).strip()) if not isinstance(raw, float) else int(raw)
+        except ValueError:
+            raise ValueError(f"{_show(param, raw)} is not an integer") from None
+    if kind == "number":
+        if isinstance(raw, bool):
+            raise ValueError(f"{_show(param, raw)} is not a number")
+        try:
+            number = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{_show(param, raw)} is not a number") from None
+        return int(number) if number.is_integer() and not isinstance(raw, float) else number
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"{_show(param, raw)} is not a boolean (use true or false)")
+    if kind == "choice":
+        for choice in param.choices:
+            if raw == choice or str(raw) == str(choice):
+                return choice
+        raise ValueError(f"{_show(param, raw)} is not one of {', '.join(map(str, param.choices))}")
+    if kind == "list":
+        if isinstance(raw, (list, tuple)):
+            return [str(item) for item in raw]
+        text = str(raw).strip()
+        if text.startswith("["):
+            try:
+                items = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ValueError(f"{_show(param, raw)} is not a list") from None
+            return [str(item) for item in items]
+        return [item.strip() for item in text.split(",") if item.strip()]
+    raise ValueError(f"unknown parameter type {kind!r}")
+
+
+def _check_constraints(param: Parameter, value: Any) -> None:
+    items = value if isinstance(value, list) else [value]
+    if param.pattern is not None and param.type in ("string", "secret", "list"):
+        regex = re.compile(param.pattern)
+        for item in items:
+            if not regex.fullmatch(str(item)):
+                raise ValueError(f"{_show(param, item)} does not match the pattern {param.pattern}")
+    measure: float | None = None
+    what = "value"
+    if param.type in ("integer", "number"):
+        measure = value
+    elif param.type in ("string", "list"):
+        measure, what = len(value), "length"
+    if measure is not None and param.min is not None and measure < param.min:
+        raise ValueError(f"{_show(param, value)}: {what} {measure} is below the minimum {_num(param.min)}")
+    if measure is not None and param.max is not None and measure > param.max:
+        raise ValueError(f"{_show(param, value)}: {what} {measure} is above the maximum {_num(param.max)}")
+
+
+def _show(param: Parameter, raw: Any) -> str:
+    return REDACTED if param.secret else repr(raw)
+
+
+def _num(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """`-p k=v` arguments as a mapping; a pair without `=` is a usage error."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {pair!r}: expected NAME=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--params-file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidError(f"--params-file {path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidError(f"--params-file {path}: expected a mapping of parameter names to values")
+    return {str(k): v for k, v in data.items()}
+
+
+def resolve(
+    runbook: Runbook,
+    cli_values: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    environ: MutableMapping[str, str] | None = None,
+    prompt_secret: Any = None,
+) -> ResolvedParams:
+    """Every parameter's value, validated; all problems reported at once (exit 3, nothing run).
+
+    Precedence: -p, then --params-file, then the `env:` variable, then the default. Secret values
+    read from the environment are removed from it so no child process inherits them.
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[Problem] = []
+    file = str(runbook.path)
+    for name in list(cli_values) + [n for n in file_values if n not in cli_values]:
+        if runbook.parameter(name) is None:
+            known = ", ".join(p.name for p in runbook.parameters) or "none"
+            problems.append(Problem(file, None, f"parameters.{name}", f"unknown parameter (known: {known})"))
+    values: dict[str, Any] = {}
+    for param in runbook.parameters:
+        where = f"parameters.{param.name}"
+        if param.secret and param.name in cli_values:
+            problems.append(Problem(file, param.line, where, _SECRET_ON_CLI.format(env=param.env or "its env variable")))
+            continue
+        raw, found = _lookup(param, cli_values, file_values, environ)
+        if not found and param.secret and param.required and prompt_secret is not None:
+            raw, found = prompt_secret(param), True
+        if not found:
+            if param.required:
+                problems.append(Problem(file, param.line, where, "required parameter has no value" + _hint(param)))
+            values[param.name] = None
+            continue
+        try:
+            values[param.name] = coerce(param, raw)
+        except ValueError as exc:
+            problems.append(Problem(file, param.line, where, str(exc)))
+    if problems:
+        raise InvalidError("invalid parameters: nothing was run", tuple(problems))
+    for param in runbook.parameters:
+        if param.secret and param.env:
+            environ.pop(param.env, None)
+    secrets = frozenset(p.name for p in runbook.parameters if p.secret)
+    return ResolvedParams(values, secrets)
+
+
+_SECRET_ON_CLI = (
+    "a secret cannot be given with -p: it would show in the process list; "
+    "set {env}, use --params-file, or run on a terminal to be asked"
+)
+
+
+def _lookup(
+    param: Parameter, cli: Mapping[str, str], file: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[Any, bool]:
+    if param.name in cli:
+        return cli[param.name], True
+    if param.name in file:
+        return file[param.name], True
+    if param.env and param.env in environ:
+        return environ[param.env], True
+    if param.default is not None:
+        return param.default, True
+    return None, False
+
+
+def _hint(param: Parameter) -> str:
+    how = f"-p {param.name}=..." if not param.secret else "--params-file"
+    return f" (give it with {how}" + (f" or the {param.env} environment variable)" if param.env else ")")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

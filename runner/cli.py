@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except RunbookError as exc:
+        for problem in getattr(exc, "problems", ()):
+            click.echo(str(problem), err=True)
         click.echo(f"runbook: {exc}", err=True)
         code = int(exc.exit_code)
     except KeyboardInterrupt:

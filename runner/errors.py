@@ -48,9 +48,6 @@ class InvalidError(RunbookError):
         super().__init__(message)
         self.problems = problems
 
-    def __str__(self) -> str:
-        lines = [str(p) for p in self.problems]
-        return "\n".join(lines + [self.args[0]]) if lines else str(self.args[0])
 
 
 class LockedError(RunbookError):

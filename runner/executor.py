@@ -434,11 +434,19 @@ class _EventSink:
             bad = sorted(h for h, r in hosts.items() if r.failed or r.unreachable)
             return _StepOutcome("failed", rc, f"failed on {', '.join(bad)}", hosts)
         if rc != 0:
-            detail = " ".join(line.strip() for line in self.tail if line.strip())[-500:]
-            return _StepOutcome("failed", rc, f"ansible-playbook exited {rc}: {detail}", hosts)
+            return _StepOutcome("failed", rc, self._error_summary(rc, limit), hosts)
         if not hosts:
             return _StepOutcome("failed", rc, f"no hosts matched {limit!r} in the inventory", hosts)
         return _StepOutcome("succeeded", rc, "", hosts)
+
+    def _error_summary(self, rc: int | None, limit: str) -> str:
+        """Ansible's own error line when it stopped before any host (bad inventory, syntax, no hosts)."""
+        lines = [line.strip() for line in self.tail if line.strip()]
+        errors = [line for line in lines if line.startswith(("[ERROR]", "ERROR!"))]
+        detail = (errors[0] if errors else (lines[-1] if lines else "")).removeprefix("[ERROR]: ").removeprefix("ERROR! ")
+        if "no hosts to target" in detail:
+            return f"no hosts matched {limit!r} in the inventory"
+        return f"ansible-playbook exited {rc}: {detail[:500]}"
 
     def close(self) -> None:
         self.events.close()

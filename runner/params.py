@@ -2,7 +2,6 @@
 before anything runs."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -146,6 +145,7 @@ def resolve(
     file_values: Mapping[str, Any],
     environ: MutableMapping[str, str] | None = None,
     prompt_secret: Any = None,
+    display: str | None = None,
 ) -> ResolvedParams:
     """Every parameter's value, validated; all problems reported at once (exit 3, nothing run).
 
@@ -154,7 +154,7 @@ def resolve(
     """
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
-    file = str(runbook.path)
+    file = display or str(runbook.path)
     for name in list(cli_values) + [n for n in file_values if n not in cli_values]:
         if runbook.parameter(name) is None:
             known = ", ".join(p.name for p in runbook.parameters) or "none"
@@ -210,6 +210,3 @@ def _hint(param: Parameter) -> str:
     how = f"-p {param.name}=..." if not param.secret else "--params-file"
     return f" (give it with {how}" + (f" or the {param.env} environment variable)" if param.env else ")")
 
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

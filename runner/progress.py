@@ -96,6 +96,8 @@ class Progress:
         summary = " ".join(f"{k}={v}" for k, v in counts.items() if v)
         took = format_duration((step.ended_at or 0) - (step.started_at or 0)) if step.started_at else ""
         text = f"{self._label} {step.status}" + (f" ({summary})" if summary else "") + (f" in {took}" if took else "")
+        if step.message and not step.hosts:
+            text += f": {step.message}"
         self._line(paint(text, step.status, self.color), always=step.status not in ("succeeded", "skipped"))
 
     def note(self, text: str) -> None:

@@ -46,7 +46,7 @@ def run(
     interactive = interactive_session(non_interactive)
     file_values = read_params_file(Path(params_file)) if params_file else {}
     params = resolve(runbook, parse_assignments(assignments), file_values, os.environ,
-                     prompt_secret=_ask_secret if interactive else None)
+                     prompt_secret=_ask_secret if interactive else None, display=ws.display(path))
     try:
         wait = parse_duration(wait_lock) if wait_lock else None
     except ValueError as exc:

@@ -1,0 +1,43 @@
+# Two commands set everything up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FLEET  ?= fleet
+HOSTS  ?= 4
+
+.PHONY: install run test test-deps fleet fleet-down bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: the health check on the embedded localhost inventory, then its history row.
+run: install
+	$(BIN)/runbook -w . run health-check --non-interactive
+	$(BIN)/runbook -w . history -n 5
+
+# What the tests need beyond Python packages (sshd for the fleet, cron), installed when missing.
+test-deps:
+	bash tests/install-test-deps.sh
+
+test: install test-deps
+	$(BIN)/python -m pytest
+
+# A fleet of isolated SSH hosts for trying runbooks on realistic machines (needs root).
+fleet: install test-deps
+	$(BIN)/python tests/fleet.py up $(HOSTS) --dir $(FLEET)
+	@echo "try: $(BIN)/runbook run health-check -i $(FLEET)/inventory.yml"
+
+fleet-down:
+	$(BIN)/python tests/fleet.py down --dir $(FLEET)
+
+bench: install
+	$(BIN)/python bench/overhead.py
+
+lint: install
+	$(BIN)/python -m mypy

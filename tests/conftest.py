@@ -1,0 +1,73 @@
+"""Shared test fixtures. Every test gets its own state dir; a test that touches the repository's own
+.runbook/ (the user's default state) fails the session."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Read before the autouse fixture scrubs the environment: tests needing root or packages fail under CI.
+IN_CI = bool(os.environ.get("CI"))
+_CI_VARS = ("CI", "GITHUB_ACTIONS", "GITHUB_ACTOR", "GITHUB_RUN_ID", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL",
+            "GITHUB_STEP_SUMMARY", "GITLAB_CI", "GITLAB_USER_LOGIN", "CI_JOB_URL", "JENKINS_URL", "BUILD_URL",
+            "BUILD_USER_ID", "TF_BUILD", "RUNBOOK_WORKSPACE", "RUNBOOK_USER", "RUNBOOK_STATE_DIR", "NO_COLOR")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repo_state_untouched() -> Iterator[None]:
+    state = REPO / ".runbook"
+    before = _snapshot(state)
+    yield
+    assert _snapshot(state) == before, f"a test wrote the repository's default state dir {state}"
+
+
+def _snapshot(folder: Path) -> list[tuple[str, int]]:
+    if not folder.exists():
+        return []
+    return sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _CI_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ANSIBLE_LOCAL_TEMP", str(tmp_path / "ansible-tmp"))
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def copy_workspace(name: str, target: Path) -> Path:
+    """A copy of tests/fixtures/<name> (or of the repository itself for 'repo') at `target`."""
+    if name == "repo":
+        target.mkdir(parents=True, exist_ok=True)
+        for folder in ("runbooks", "playbooks", "roles", "inventories"):
+            if (REPO / folder).is_dir():
+                shutil.copytree(REPO / folder, target / folder)
+        return target
+    shutil.copytree(FIXTURES / name, target)
+    return target
+
+
+@pytest.fixture
+def alien(tmp_path: Path) -> Path:
+    """A workspace written to SPEC.md with its own runbooks, playbooks and inventories."""
+    return copy_workspace("alien-workspace", tmp_path / "alien")
+
+
+def runbook(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a child process, as a user would."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, input=input,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs when they are missing: openssh-server for the
+# fleet of SSH test hosts, cron for the schedule tests. Needs root; without root it says what is missing.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+missing=()
+command -v crontab >/dev/null 2>&1 || missing+=(cron)
+if [ -x "$here/install-fleet-deps.sh" ] || [ -f "$here/install-fleet-deps.sh" ]; then
+  bash "$here/install-fleet-deps.sh"
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing ${missing[*]} and not root: the tests that need them will fail under CI" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -38,7 +38,8 @@ def read_entry(path: Path) -> Entry:
         return Entry(path.stem, "?", "?", "", "", (), "", error=f"unreadable: {exc.__class__.__name__}")
     if not isinstance(data, dict):
         return Entry(path.stem, "?", "?", "", "", (), "", error="not a runbook mapping")
-    tags = data.get("tags") if isinstance(data.get("tags"), list) else []
+    raw_tags = data.get("tags")
+    tags = raw_tags if isinstance(raw_tags, list) else []
     return Entry(
         name=str(data.get("name", path.stem)),
         version=str(data.get("version", "?")),

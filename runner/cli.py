@@ -97,7 +97,7 @@ def validate(ctx: click.Context, names: tuple[str, ...], no_syntax_check: bool) 
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream Ansible's own output.")
 @click.pass_context
-def run(ctx: click.Context, name: str, params: tuple[str, ...], **options: Any) -> int:
+def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: Any) -> int:
     """Run a runbook.
 
     \b

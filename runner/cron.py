@@ -75,7 +75,7 @@ def parse_cron(text: str) -> CronExpr:
     sets = [_parse_field(f, i) for i, f in enumerate(fields)]
     weekdays = frozenset(d % 7 for d in sets[4])
     return CronExpr(text, sets[0], sets[1], sets[2], sets[3], weekdays,
-                    fields[2] != "*", fields[4] != "*")
+                    not fields[2].startswith("*"), not fields[4].startswith("*"))  # cron: "*/2" counts as "*"
 
 
 def _parse_field(text: str, index: int) -> frozenset[int]:

@@ -1,7 +1,6 @@
 """Runbook files -> validated, frozen `Runbook` objects; every problem with file, line and key path."""
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -15,7 +14,7 @@ from runner.durations import parse_duration
 from runner.errors import InvalidError, Problem
 from runner.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
 from runner.params import coerce
-from runner.yamlfile import Document, KeyPath, load_document
+from runner.yamlfile import Document, KeyPath, format_path, load_document
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "runbook.schema.json"
 _STEP_TYPES = ("playbook", "manual", "approval")
@@ -29,15 +28,30 @@ def _validator() -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
-def load_runbook(path: Path, display: str | None = None) -> Runbook:
+def load_runbook(path: Path, display: str | None = None, cache: Path | None = None) -> Runbook:
     """The runbook at `path`, or InvalidError listing every problem in it."""
-    runbook, problems = check_runbook(path, display)
+    runbook, problems = check_runbook(path, display, cache)
     if problems or runbook is None:
         raise InvalidError(f"{display or path}: invalid runbook: nothing was run", tuple(problems))
     return runbook
 
 
-def check_runbook(path: Path, display: str | None = None) -> tuple[Runbook | None, list[Problem]]:
+def _cache_key(raw: bytes, path: Path) -> str:
+    """Identifies one validation: the file's bytes, its name and this loader's schema and version."""
+    from runner import __version__
+
+    digest = hashlib.sha256(raw)
+    for part in (path.stem, __version__):
+        digest.update(b"\0" + part.encode())
+    digest.update(SCHEMA_PATH.read_bytes())
+    return digest.hexdigest()
+
+
+def check_runbook(
+    path: Path, display: str | None = None, cache: Path | None = None
+) -> tuple[Runbook | None, list[Problem]]:
+    """Load and validate `path`. With `cache` (a folder), a file validated before by this same loader
+    skips the schema and semantic checks: the result only depends on what the key covers."""
     filename = display or str(path)
     try:
         raw = path.read_bytes()
@@ -52,11 +66,18 @@ def check_runbook(path: Path, display: str | None = None) -> tuple[Runbook | Non
         return None, problems
     if not isinstance(doc.data, dict):
         return None, problems + [doc.problem((), "a runbook is a mapping of keys (apiVersion, name, steps...)")]
-    problems += _schema_problems(doc)
-    problems += _semantic_problems(doc, path)
-    problems.sort(key=lambda p: (p.line or 0, p.path))
+    marker = cache / _cache_key(raw, path) if cache is not None else None
+    if marker is None or not marker.exists():
+        problems += _schema_problems(doc)
+        problems += _semantic_problems(doc, path)
+        problems.sort(key=lambda p: (p.line or 0, p.path))
     if problems:
         return None, problems
+    if marker is not None and not marker.exists():
+        from runner.store import make_private_dir
+
+        make_private_dir(marker.parent)
+        marker.touch(mode=0o600)
     return _build(doc, path, hashlib.sha256(raw).hexdigest()), []
 
 
@@ -93,6 +114,8 @@ def _describe(doc: Document, error: Any) -> list[Problem]:
 
 
 def _suggest(word: str, known: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(known)})"
 
@@ -130,7 +153,7 @@ def _parameter_problems(doc: Document, name: str, spec: dict[str, Any]) -> list[
             return problems
     if spec.get("type") == "secret" and "default" in spec:
         problems.append(doc.problem(where + ("default",), "a secret has no default: give it with env: or --params-file"))
-    elif "default" in spec and spec.get("type") in ("string", "integer", "number", "boolean", "choice", "list"):
+    elif "default" in spec and _checkable(spec):
         try:
             coerce(_parameter(name, spec, None), spec["default"])
         except (ValueError, TypeError) as exc:
@@ -140,6 +163,13 @@ def _parameter_problems(doc: Document, name: str, spec: dict[str, Any]) -> list[
     if "choices" in spec and spec.get("type") != "choice":
         problems.append(doc.problem(where + ("choices",), "choices belong to type: choice"))
     return problems
+
+
+def _checkable(spec: dict[str, Any]) -> bool:
+    """Whether values can be checked against `spec`: not when the schema already refused its type or choices."""
+    if spec.get("type") == "choice":
+        return isinstance(spec.get("choices"), list) and bool(spec["choices"])
+    return spec.get("type") in ("string", "integer", "number", "boolean", "list")
 
 
 def _step_problems(doc: Document, where: KeyPath, step: dict[str, Any], names: dict[str, KeyPath]) -> list[Problem]:
@@ -190,14 +220,15 @@ def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], par
             parse_cron(entry["cron"])
         except ValueError as exc:
             problems.append(doc.problem(where + ("cron",), str(exc)))
-    values = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+    raw_values = entry.get("params")
+    values: dict[str, Any] = raw_values if isinstance(raw_values, dict) else {}
     for name, value in values.items():
         spec = params.get(name)
         if not isinstance(spec, dict):
             problems.append(doc.problem(where + ("params", name), "unknown parameter"))
         elif spec.get("type") == "secret":
             problems.append(doc.problem(where + ("params", name), "a secret cannot be written in a schedule: use env:"))
-        else:
+        elif _checkable(spec):
             try:
                 coerce(_parameter(str(name), spec, None), value)
             except (ValueError, TypeError) as exc:
@@ -270,4 +301,5 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
             Schedule(s["cron"], MappingProxyType(dict(s.get("params", {}))), s.get("inventory"), s.get("limit"))
             for s in d.get("schedule", [])
         ),
+        lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
     )

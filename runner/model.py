@@ -87,6 +87,8 @@ class Runbook:
     parameters: tuple[Parameter, ...] = ()
     on_failure: tuple[Step, ...] = ()
     schedule: tuple[Schedule, ...] = ()
+    # The line of every key path ("steps[0].playbook": 9), for problems found after loading.
+    lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 
     @property
     def lock_name(self) -> str:

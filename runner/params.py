@@ -2,6 +2,7 @@
 before anything runs."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ def _convert(param: Parameter, raw: Any) -> Any:
             number = float(str(raw).strip())
         except ValueError:
             raise ValueError(f"{_show(param, raw)} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{_show(param, raw)} is not a number")
         return int(number) if number.is_integer() and not isinstance(raw, float) else number
     if kind == "boolean":
         if isinstance(raw, bool):

@@ -9,10 +9,9 @@ import shutil
 import socket
 import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from runner.errors import RunbookError, UsageError
 from runner.records import RunRecord, now
@@ -83,7 +82,7 @@ class HistoryRow:
     trigger: str
     inventory: str
     limit_pattern: str
-    check_mode: bool
+    check_mode: int
     started_at: float
     ended_at: float | None
     hosts_failed: str
@@ -222,7 +221,8 @@ class Store:
         self, runbook: str | None = None, status: str | None = None, since: float | None = None, limit: int = 20
     ) -> list[HistoryRow]:
         self.reap_dead_runs()
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if runbook:
             where.append("runbook = ?")
             args.append(runbook)
@@ -237,7 +237,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = self.db.execute(sql, (*args, limit)).fetchall()
-        return [HistoryRow(*row[:9], bool(row[9]), *row[10:]) for row in rows]
+        return [HistoryRow(*row) for row in rows]
 
     def resolve(self, ref: str) -> str:
         """A run id from an id, a unique prefix of one, or `last`."""
@@ -314,9 +314,3 @@ class _transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def iter_files(folder: Path) -> Iterator[Path]:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            yield path

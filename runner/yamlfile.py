@@ -48,13 +48,20 @@ def load_document(text: str, filename: str) -> tuple[Document | None, list[Probl
         lines: dict[KeyPath, int] = {(): 1}
         data = _construct(loader, node, (), lines, problems, filename) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or str(exc)
-        return None, [Problem(filename, line, "", f"invalid YAML: {reason}")]
+        return None, [_yaml_problem(exc, text, filename)]
     finally:
         loader.dispose()
     return Document(filename, data, lines), problems
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    reason = getattr(exc, "problem", None) or str(exc)
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and (mark is None or mark.line >= len(text.splitlines())):
+        # Stopped at the end of the file: the cause is where the unclosed quote, bracket... began.
+        mark, reason = context_mark, f"{reason} {context}"
+    return Problem(filename, mark.line + 1 if mark is not None else None, "", f"invalid YAML: {reason}")
 
 
 def _construct(
@@ -69,9 +76,8 @@ def _construct(
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                key = str(key)
+            # Keys are text as written: YAML 1.1 would read `on:`, `no:`, `y:` as booleans.
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(loader.construct_object(key_node))
             child: KeyPath = path + (str(key),)
             if key in result:
                 problems.append(

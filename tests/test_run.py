@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import REPO, copy_workspace, runbook
 
@@ -27,7 +26,8 @@ def _rows(state: Path, sql: str) -> list[tuple]:
 
 def test_health_check_passes_on_localhost_and_is_recorded(tmp_path: Path, state_dir: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
-    done = runbook("run", "health-check", "--json", cwd=ws, env={"RUNBOOK_USER": "alice"})
+    # The load threshold is lifted: the test machine's load is not what this test is about.
+    done = runbook("run", "health-check", "--json", "-p", "max_load_per_cpu=1000", cwd=ws, env={"RUNBOOK_USER": "alice"})
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["status"] == "succeeded" and record["exit_code"] == 0
@@ -230,7 +230,7 @@ def _content(path: Path) -> bytes:
 
 def test_make_run_job_works_from_repo_layout(tmp_path: Path, state_dir: Path) -> None:
     """The README's main job: health-check on the embedded local inventory, then history."""
-    done = runbook("-w", str(REPO), "run", "health-check", "--non-interactive")
+    done = runbook("-w", str(REPO), "run", "health-check", "--non-interactive", "-p", "max_load_per_cpu=1000")
     assert done.returncode == 0, done.stderr
     rows = runbook("-w", str(REPO), "history", "-n", "5")
     assert "health-check" in rows.stdout and "succeeded" in rows.stdout

@@ -21,7 +21,7 @@ def history(ws: Workspace, name: str | None, status: str | None, since: str | No
         emit_json([{
             "id": r.id, "runbook": r.runbook, "version": r.version, "status": r.status, "exit_code": r.exit_code,
             "operator": r.operator, "trigger": r.trigger, "inventory": r.inventory, "limit": r.limit_pattern,
-            "check": r.check_mode, "started_at": iso(r.started_at), "ended_at": iso(r.ended_at),
+            "check": bool(r.check_mode), "started_at": iso(r.started_at), "ended_at": iso(r.ended_at),
             "duration": r.duration, "failed_hosts": [h for h in r.hosts_failed.split(",") if h],
             "message": r.message,
         } for r in rows])

@@ -42,7 +42,7 @@ def run(
     from runner.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
     path = ws.runbook_path(name)
-    runbook = load_runbook(path, ws.display(path))
+    runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
     interactive = interactive_session(non_interactive)
     file_values = read_params_file(Path(params_file)) if params_file else {}
     params = resolve(runbook, parse_assignments(assignments), file_values, os.environ,

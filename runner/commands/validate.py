@@ -30,12 +30,23 @@ def validate(ws: Workspace, names: list[str], syntax_check: bool = True) -> int:
         print(problem, file=sys.stderr)
     bad_files = {p.file for p in problems}
     for runbook in valid:
-        if ws.display(runbook.path) not in bad_files:
+        if not _files(ws, runbook) & bad_files:
             print(f"ok  {runbook.name} {runbook.version}")
     if problems:
         print(f"{len(problems)} problem(s) in {len(bad_files)} file(s)", file=sys.stderr)
         return int(InvalidError.exit_code)
     return 0
+
+
+def _files(ws: Workspace, runbook: Runbook) -> set[str]:
+    """The runbook file and its playbooks, as problems name them."""
+    files = {ws.display(runbook.path)}
+    for name in runbook.playbooks:
+        try:
+            files.add(ws.display(ws.playbook_path(name)))
+        except InvalidError:
+            pass  # already a reference problem of the runbook file
+    return files
 
 
 def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
@@ -49,10 +60,10 @@ def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
             try:
                 path = ws.playbook_path(step.playbook)
             except InvalidError as exc:
-                problems.append(Problem(file, step.line, where, str(exc)))
+                problems.append(Problem(file, runbook.lines.get(where, step.line), where, str(exc)))
                 continue
             if not path.is_file():
-                problems.append(Problem(file, step.line, where, f"{step.playbook!r} not found in {ws.display(ws.playbooks_dir)}/"))
+                problems.append(Problem(file, runbook.lines.get(where, step.line), where, f"{step.playbook!r} not found in {ws.display(ws.playbooks_dir)}/"))
     inventories = [("inventory", runbook.inventory)] + [
         (f"schedule[{i}].inventory", s.inventory) for i, s in enumerate(runbook.schedule)
     ]
@@ -61,7 +72,7 @@ def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
             try:
                 ws.inventory_path(name)
             except InvalidError as exc:
-                problems.append(Problem(file, None, where, str(exc)))
+                problems.append(Problem(file, runbook.lines.get(where), where, str(exc)))
     return problems
 
 
@@ -92,8 +103,8 @@ def _syntax_check(ws: Workspace, paths: list[Path]) -> tuple[bool, str]:
 
 
 def _syntax_problem(ws: Workspace, path: Path, output: str) -> Problem:
-    line_match = re.search(r"line (\d+)", output)
+    line_match = re.search(r"line (\d+)|^Origin: .+?:(\d+)(?::\d+)?$", output, re.MULTILINE)
     lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not ln.startswith("[WARNING]")]
     message = next((ln for ln in lines if ln.startswith(("ERROR", "[ERROR]"))), lines[0] if lines else "syntax check failed")
     message = re.sub(r"^\[?ERROR\]?!?:?\s*", "", message)
-    return Problem(ws.display(path), int(line_match.group(1)) if line_match else None, "", f"syntax check: {message}")
+    return Problem(ws.display(path), int(line_match.group(1) or line_match.group(2)) if line_match else None, "", f"syntax check: {message}")

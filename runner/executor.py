@@ -52,6 +52,7 @@ class _StepOutcome:
     rc: int | None = None
     message: str = ""
     hosts: dict[str, HostResult] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def compute_limit(targets: str, limit: str | None) -> str:
@@ -227,6 +228,7 @@ class Execution:
         outcome = self._playbook(record, step, step_record)
         step_record.status, step_record.rc = outcome.status, outcome.rc
         step_record.message, step_record.hosts = outcome.message, outcome.hosts
+        step_record.data = outcome.data
         step_record.ended_at = now()
         step_record.attempts += 1
         self.store.save(record)
@@ -334,6 +336,7 @@ class Execution:
         if result.status in ("canceled", "timeout"):
             sweep(record.id)
         outcome = events.outcome(result.status, result.rc, self.limit)
+        outcome.data = events.data
         write_private(folder / "rc", f"{result.rc}\n".encode())
         write_private(folder / "status", f"{outcome.status}\n".encode())
         return outcome
@@ -394,6 +397,7 @@ class _EventSink:
         self.stdout = _open_private(folder / "stdout", "a")
         self.events = gzip.open(_open_private(folder / "events.jsonl.gz", "ab"), "at", encoding="utf-8")
         self.stats: dict[str, dict[str, int]] | None = None
+        self.data: dict[str, Any] = {}
         self.messages: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
@@ -430,7 +434,8 @@ class _EventSink:
             outcome = "unreachable" if kind == "runner_on_unreachable" else ("ok" if ignored else "failed")
             self.progress.host_result(host, outcome, "" if ignored else message.splitlines()[0][:300] if message else "")
         elif kind == "playbook_on_stats":
-            self.stats = {k: dict(v or {}) for k, v in data.items() if isinstance(v, dict)}
+            self.stats = {k: dict(v or {}) for k, v in data.items() if isinstance(v, dict) and k != "artifact_data"}
+            self.data = json.loads(self.scrub.text(json.dumps(data.get("artifact_data") or {}, default=str)))
 
     def outcome(self, status: str, rc: int | None, limit: str) -> _StepOutcome:
         hosts: dict[str, HostResult] = {}

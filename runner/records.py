@@ -69,6 +69,8 @@ class StepRecord:
     signoffs: list[Signoff] = field(default_factory=list)
     message: str = ""
     handler: bool = False
+    # What the playbook handed back with ansible's set_stats (e.g. capacity figures), kept for reports.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {c: sum(getattr(h, c) for h in self.hosts.values()) for c in COUNTS}

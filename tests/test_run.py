@@ -138,6 +138,7 @@ def test_when_and_templated_vars(alien: Path, state_dir: Path) -> None:
     assert quiet["status"] == "skipped" and loud["status"] == "succeeded"
     log = runbook("log", "last", "--step", "loud", cwd=alien)
     assert "note: HI" in log.stdout
+    assert loud["data"] == {"notes": {"web1": "HI", "web2": "HI"}}  # set_stats figures kept in the record
 
 
 def test_invalid_parameter_runs_nothing(alien: Path, state_dir: Path) -> None:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -71,3 +71,28 @@ def runbook(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, input=input,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def fleet_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Four isolated SSH hosts (fleet-01..04) shared by the library tests; their inventory is
+    `fleet_hosts.inventory_path`. Without root or sshd: fail under CI, skip elsewhere."""
+    import fleet  # tests/fleet.py
+
+    problem = fleet.unavailable_reason()
+    if problem:
+        if IN_CI:
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    started = fleet.start_fleet(4, tmp_path_factory.mktemp("fleet"))
+    yield started
+    started.stop()
+
+
+def on_host(fleet: Any, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on one fleet host (as root) over its sshd."""
+    host = next(h for h in fleet.hosts if h.name == name)
+    done = subprocess.run(fleet.ssh_argv(host, command), capture_output=True, text=True, timeout=120)
+    if check:
+        assert done.returncode == 0, f"{name}: {command}: {done.stderr}"
+    return done

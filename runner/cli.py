@@ -110,6 +110,49 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
 
 
 @cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--confirm", is_flag=True, help="Confirm the waiting manual step's whole checklist (no questions).")
+@click.option("--note", default="", help="A note recorded with the confirmation.")
+@click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
+@click.pass_context
+def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool) -> int:
+    """Continue a run waiting at a manual step or an approval.
+
+    On a terminal without --confirm, walks the checklist item by item. The rest of the run is
+    recorded in the same run. Secrets are read again from their env: variable (they are never stored).
+    """
+    from runner.commands.resume import resume as resume_run
+
+    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--reject", is_flag=True, help="Reject: the run ends failed (its on_failure handlers run).")
+@click.option("--note", default="", help="A note recorded with the decision.")
+@click.pass_context
+def approve(ctx: click.Context, run_ref: str, reject: bool, note: str) -> int:
+    """Approve a run waiting at an approval step (not the run's own operator).
+
+    The approver is $RUNBOOK_USER, else the CI user, else user@host. Once approved,
+    `runbook resume RUN` continues the run.
+    """
+    from runner.commands.resume import approve as approve_run
+
+    return approve_run(_workspace(ctx), run_ref, reject, note)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.pass_context
+def cancel(ctx: click.Context, run_ref: str) -> int:
+    """Stop a run as SIGTERM would: every process it started ends, the record says canceled (130)."""
+    from runner.commands.cancel import cancel as cancel_run
+
+    return cancel_run(_workspace(ctx), run_ref)
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.option("--status", type=click.Choice(_STATUSES), help="Only runs with this status.")
 @click.option("--since", metavar="DUR", help="Only runs started within DUR (e.g. 7d).")

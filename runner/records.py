@@ -109,6 +109,7 @@ class RunRecord:
     pid: int | None = None
     pid_start: int | None = None
     hostname: str = ""
+    lock: str = ""
     steps: list[StepRecord] = field(default_factory=list)
 
     @property

@@ -34,11 +34,13 @@ CREATE TABLE IF NOT EXISTS runs (
     pid_start INTEGER,
     hostname TEXT,
     hosts_failed TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT ''
+    message TEXT NOT NULL DEFAULT '',
+    lock_name TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, started_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_lock ON runs (lock_name, status);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -197,10 +199,11 @@ class Store:
         db = self.db
         with _transaction(db):
             db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.runbook, record.version, record.status, record.exit_code, record.operator,
                  record.trigger, record.inventory, record.limit, int(record.check), record.started_at,
-                 record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message),
+                 record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message,
+                 record.lock),
             )
             db.execute("DELETE FROM steps WHERE run_id = ?", (record.id,))
             db.execute("DELETE FROM host_results WHERE run_id = ?", (record.id,))
@@ -238,6 +241,14 @@ class Store:
         sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = self.db.execute(sql, (*args, limit)).fetchall()
         return [HistoryRow(*row) for row in rows]
+
+    def waiting_runs(self, lock: str, exclude: str = "") -> list[str]:
+        """Runs paused mid-procedure that hold `lock` until resumed or canceled."""
+        rows = self.db.execute(
+            "SELECT id FROM runs WHERE lock_name = ? AND status = 'waiting' AND id != ? ORDER BY started_at",
+            (lock, exclude),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def resolve(self, ref: str) -> str:
         """A run id from an id, a unique prefix of one, or `last`."""

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from runner import identity
+from runner.errors import UsageError
+from runner.processes import sweep
+from runner.records import now
+from runner.store import Store, process_start_time
+from runner.workspace import Workspace
+
+
+def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
+    """Stop a run as SIGTERM would; a run waiting for people is ended at once."""
+    store = Store(ws.state_dir)
+    record = store.load(store.resolve(ref))
+    who = identity.operator()
+    if record.status == "waiting":
+        for step in record.steps:
+            if step.status == "waiting":
+                step.status, step.ended_at = "canceled", now()
+        record.status, record.exit_code, record.ended_at = "canceled", 130, now()
+        record.message = f"canceled by {who} while waiting"
+        store.save(record)
+        print(f"run {record.id}: canceled", file=sys.stderr)
+        return 0
+    if record.status != "running":
+        raise UsageError(f"run {record.id} already ended: {record.status}")
+    if record.pid and process_start_time(record.pid) == record.pid_start:
+        os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        store.reap_dead_runs()
+        record = store.load(record.id)
+        if record.status != "running":
+            break
+        time.sleep(0.2)
+    sweep(record.id)
+    print(f"run {record.id}: {record.status}", file=sys.stderr)
+    return 0 if record.status != "running" else 1

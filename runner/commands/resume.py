@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+from runner import identity
+from runner.commands.run import interactive_session
+from runner.errors import InvalidError, Problem, RunbookError, UsageError
+from runner.executor import Execution, ResumeAction, RunRequest
+from runner.loader import load_runbook
+from runner.manual import approvers
+from runner.params import ResolvedParams
+from runner.progress import Progress
+from runner.records import RunRecord, Signoff, StepRecord, now
+from runner.store import Store
+from runner.workspace import Workspace
+
+
+def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False) -> int:
+    """Continue a run waiting at a manual step or an approval, in the same run."""
+    store = Store(ws.state_dir)
+    record = store.load(store.resolve(ref))
+    step = waiting_step(record)
+    interactive = interactive_session(non_interactive)
+    execution = execution_for(ws, record, interactive)
+    print(f"resuming run {record.id} at step {step.index + 1} {step.name!r}", file=sys.stderr)
+    done = execution.resume(record, ResumeAction(identity.operator(), confirm=confirm, note=note))
+    return int(done.exit_code or 0)
+
+
+def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
+    """Record an approval (or a rejection) by someone other than the run's operator."""
+    store = Store(ws.state_dir)
+    record = store.load(store.resolve(ref))
+    step = waiting_step(record)
+    if step.type != "approval":
+        raise UsageError(f"run {record.id} waits at the manual step {step.name!r}, not an approval: "
+                         f"continue it with: runbook resume {record.id}")
+    who = identity.operator()
+    if who == record.operator:
+        raise RunbookError(f"{who} started run {record.id} and cannot approve it: an approval must come "
+                           "from someone other than the run's operator")
+    if who in approvers(step):
+        raise UsageError(f"{who} has already approved run {record.id}")
+    if reject:
+        done = execution_for(ws, record, interactive=False).resume(
+            record, ResumeAction(who, note=note, reject=True))
+        print(f"run {record.id} rejected by {who}: {done.status}", file=sys.stderr)
+        return 0
+    step.signoffs.append(Signoff(who, now(), note, decision="approved"))
+    store.save(record)
+    needed = _required_approvers(ws, record, step)
+    have = len(approvers(step))
+    print(f"run {record.id}: approved by {who} ({have}/{needed})", file=sys.stderr)
+    if have >= needed:
+        print(f"continue with: runbook resume {record.id}", file=sys.stderr)
+    return 0
+
+
+def waiting_step(record: RunRecord) -> StepRecord:
+    if record.status != "waiting":
+        raise UsageError(f"run {record.id} is {record.status}, not waiting: there is nothing to continue")
+    return next(s for s in record.steps if s.status == "waiting")
+
+
+def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> int:
+    runbook = load_runbook(ws.runbook_path(record.runbook), ws.display(ws.runbook_path(record.runbook)))
+    spec = next((s for s in runbook.steps if s.name == step.name), None)
+    return spec.approval.approvers if spec is not None and spec.approval is not None else 1
+
+
+def execution_for(ws: Workspace, record: RunRecord, interactive: bool) -> Execution:
+    """An Execution that continues `record` exactly as it started: same runbook file, parameters,
+    inventory, limit and modes. Secrets are not stored: they come again from their env: variable."""
+    path = ws.runbook_path(record.runbook)
+    runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
+    if runbook.sha256 != record.runbook_sha256:
+        raise InvalidError(f"{ws.display(path)} changed since run {record.id} started (version {record.version} "
+                           f"then, {runbook.version} now): finish or cancel the run with the file it started with")
+    values = {k: v for k, v in record.params.items() if k in {p.name for p in runbook.parameters}}
+    problems = []
+    for param in runbook.parameters:
+        if not param.secret:
+            continue
+        value = os.environ.pop(param.env, None) if param.env else None
+        if value is None and interactive:
+            value = getpass.getpass(f"{param.name} (secret, needed to continue): ")
+        if value is None and param.required:
+            problems.append(Problem(ws.display(path), param.line, f"parameters.{param.name}",
+                                    f"secrets are never stored: set {param.env or 'its env variable'} to continue"))
+        values[param.name] = value
+    if problems:
+        raise InvalidError("cannot continue: nothing was run", tuple(problems))
+    params = ResolvedParams(values, frozenset(p.name for p in runbook.parameters if p.secret))
+    request = RunRequest(params=params, operator=record.operator, trigger=record.trigger,
+                         inventory=record.inventory, check=record.check, diff=record.diff, forks=record.forks,
+                         ci_job_url=record.ci_job_url, interactive=interactive)
+    execution = Execution(ws, runbook, request, Progress())
+    execution.limit = record.limit
+    return execution

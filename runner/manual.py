@@ -1,0 +1,89 @@
+"""Manual and approval steps: walking a checklist with the operator at a terminal, and the words that
+tell an unattended run's reader exactly how to continue."""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from runner.model import Step
+from runner.records import RunRecord, Signoff, StepRecord, now
+
+
+class Prompter:
+    """Questions on the terminal: stdin for answers, stderr for everything shown."""
+
+    def __init__(self, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+        self.stdin = stdin or sys.stdin
+        self.out = out or sys.stderr
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def ask(self, question: str) -> str | None:
+        """The answer, or None at end of input."""
+        self.out.write(question)
+        self.out.flush()
+        line = self.stdin.readline()
+        return None if not line else line.strip()
+
+
+def checklist(step: Step) -> tuple[str, ...]:
+    return step.checklist or ("Step done",)
+
+
+def walk(step: Step, prompter: Prompter, who: str) -> tuple[bool, list[Signoff]]:
+    """Confirm each checklist item, or abort; (completed, signoffs)."""
+    prompter.say(_indent(step.manual or ""))
+    signoffs: list[Signoff] = []
+    for item in checklist(step):
+        note = ""
+        while True:
+            answer = prompter.ask(f"  [ ] {item}: (c)onfirm, (n)ote, (a)bort? ")
+            choice = (answer or "a")[:1].lower()
+            if choice in ("c", "y"):
+                signoffs.append(Signoff(who, now(), note, item, "confirmed"))
+                prompter.say(f"  [x] {item}")
+                break
+            if choice == "n":
+                note = prompter.ask("      note: ") or ""
+                continue
+            if choice == "a":
+                signoffs.append(Signoff(who, now(), note, item, "aborted"))
+                return False, signoffs
+    return True, signoffs
+
+
+def confirm_all(step: Step, who: str, note: str) -> list[Signoff]:
+    """`resume --confirm`: every checklist item confirmed at once, with the operator's note."""
+    return [Signoff(who, now(), note, item, "confirmed") for item in checklist(step)]
+
+
+def approvers(step_record: StepRecord) -> set[str]:
+    return {s.who for s in step_record.signoffs if s.decision == "approved"}
+
+
+def waiting_message(record: RunRecord, step: Step, total: int) -> str:
+    where = f"run {record.id} waits at step {record.steps.index(_record_of(record, step)) + 1}/{total} {step.name!r}"
+    if step.type == "manual":
+        lines = [f"{where} (manual):", _indent(step.manual or "")]
+        lines += [f"  [ ] {item}" for item in checklist(step)]
+        lines.append(f"continue with: runbook resume {record.id} --confirm [--note TEXT]"
+                     f"  (or on a terminal: runbook resume {record.id})")
+        return "\n".join(lines)
+    assert step.approval is not None
+    have = approvers(_record_of(record, step))
+    lines = [f"{where} for approval: {step.approval.message}",
+             f"  approvals: {len(have)}/{step.approval.approvers}" + (f" ({', '.join(sorted(have))})" if have else ""),
+             f"someone other than {record.operator} runs: runbook approve {record.id} [--note TEXT]"
+             f"  (or --reject to end the run)",
+             f"then continue with: runbook resume {record.id}"]
+    return "\n".join(lines)
+
+
+def _record_of(record: RunRecord, step: Step) -> StepRecord:
+    return next(s for s in record.steps if s.name == step.name and not s.handler)
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" if line else "" for line in text.strip().splitlines())

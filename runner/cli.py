@@ -94,6 +94,7 @@ def validate(ctx: click.Context, names: tuple[str, ...], no_syntax_check: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @click.option("--trigger", type=click.Choice(["cli", "ci", "cron"]), help="Recorded trigger (default: ci under CI, else cli).")
 @click.option("--wait-lock", metavar="DUR", help="Wait up to DUR (e.g. 10m) for a conflicting run instead of exiting 6.")
+@click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the run (a suite per step, a case per host and task).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream Ansible's own output.")
 @click.pass_context
@@ -114,8 +115,9 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
 @click.option("--confirm", is_flag=True, help="Confirm the waiting manual step's whole checklist (no questions).")
 @click.option("--note", default="", help="A note recorded with the confirmation.")
 @click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
+@click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the whole run when this part ends.")
 @click.pass_context
-def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool) -> int:
+def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None) -> int:
     """Continue a run waiting at a manual step or an approval.
 
     On a terminal without --confirm, walks the checklist item by item. The rest of the run is
@@ -123,7 +125,7 @@ def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_inter
     """
     from runner.commands.resume import resume as resume_run
 
-    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive)
+    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit)
 
 
 @cli.command()
@@ -177,6 +179,18 @@ def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, fo
     from runner.commands.log import show_log
 
     return show_log(_workspace(ctx), run_ref, step, host, follow)
+
+
+@cli.command()
+@click.option("--older-than", required=True, metavar="DUR", help="Delete finished runs started more than DUR ago (e.g. 90d).")
+@click.option("--keep", type=click.IntRange(0), metavar="N", help="Always keep the newest N runs of each runbook.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.pass_context
+def prune(ctx: click.Context, older_than: str, keep: int | None, dry_run: bool) -> int:
+    """Delete old run logs and their history rows together (running and waiting runs are kept)."""
+    from runner.commands.prune import prune as prune_runs
+
+    return prune_runs(_workspace(ctx), older_than, keep, dry_run)
 
 
 @cli.command()

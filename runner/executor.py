@@ -319,6 +319,7 @@ class Execution:
         record.status, record.exit_code = "waiting", int(ExitCode.WAITING)
         self.store.save(record)
         self.progress.note(waiting_message(record, step, len(self.runbook.steps)))
+        self._notify(record)
         return record
 
     def _run_handlers(self, record: RunRecord, failed: StepRecord) -> None:
@@ -346,7 +347,14 @@ class Execution:
         record.ended_at = now()
         self.store.save(record)
         self.progress.run_finished(record)
+        self._notify(record)
         return record
+
+    def _notify(self, record: RunRecord) -> None:
+        if self.ws.config.notify.webhook:
+            from runner.notify import send
+
+            send(self.ws.config.notify, record, self.scrub, self.store.root / "logs")
 
     # -- playbook steps --------------------------------------------------------------------------
     def _playbook_with_retries(self, record: RunRecord, step: Step, step_record: StepRecord,

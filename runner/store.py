@@ -309,6 +309,16 @@ class Store:
             self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
+    def delete_rows_without_folder(self, before: float) -> int:
+        """History rows of finished runs older than `before` whose folder is gone."""
+        rows = self.db.execute(
+            "SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('running', 'waiting')", (before,)
+        ).fetchall()
+        gone = [r[0] for r in rows if not self.run_dir(r[0]).exists()]
+        for run_id in gone:
+            self.delete_run(run_id)
+        return len(gone)
+
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, args).fetchall()
 

@@ -136,6 +136,13 @@ def load_config(path: Path) -> Config:
     forks = data.get("forks")
     if forks is not None and (not isinstance(forks, int) or forks < 1):
         problems.append(Problem(path.name, None, "forks", f"{forks!r} is not a positive integer"))
+    outcomes = ("succeeded", "failed", "waiting", "timed_out", "canceled", "aborted")
+    on = notify.get("on", list(Notify.on))
+    if not isinstance(on, list) or any(o not in outcomes for o in on):
+        problems.append(Problem(path.name, None, "notify.on", f"{on!r}: expected a list of {', '.join(outcomes)}"))
+    webhook = notify.get("webhook")
+    if webhook is not None and not (isinstance(webhook, str) and webhook.startswith(("http://", "https://"))):
+        problems.append(Problem(path.name, None, "notify.webhook", f"{webhook!r} is not an http(s) URL"))
     ansible_cfg = data.get("ansible_cfg", {})
     if not isinstance(ansible_cfg, dict) or not all(isinstance(v, dict) for v in ansible_cfg.values()):
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))

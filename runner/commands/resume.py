@@ -5,7 +5,7 @@ import os
 import sys
 
 from runner import identity
-from runner.commands.run import interactive_session
+from runner.commands.run import interactive_session, publish
 from runner.errors import InvalidError, Problem, RunbookError, UsageError
 from runner.executor import Execution, ResumeAction, RunRequest
 from runner.loader import load_runbook
@@ -17,7 +17,8 @@ from runner.store import Store
 from runner.workspace import Workspace
 
 
-def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False) -> int:
+def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False,
+           junit: str | None = None) -> int:
     """Continue a run waiting at a manual step or an approval, in the same run."""
     store = Store(ws.state_dir)
     record = store.load(store.resolve(ref))
@@ -26,6 +27,7 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
     execution = execution_for(ws, record, interactive)
     print(f"resuming run {record.id} at step {step.index + 1} {step.name!r}", file=sys.stderr)
     done = execution.resume(record, ResumeAction(identity.operator(), confirm=confirm, note=note))
+    publish(ws, done, junit)
     return int(done.exit_code or 0)
 
 

@@ -13,6 +13,7 @@ from runner.model import Parameter
 from runner.output import emit_json
 from runner.params import parse_assignments, read_params_file, resolve
 from runner.progress import Progress
+from runner.records import RunRecord
 from runner.workspace import Workspace
 
 
@@ -38,6 +39,7 @@ def run(
     wait_lock: str | None = None,
     quiet: bool = False,
     verbose: bool = False,
+    junit: str | None = None,
 ) -> int:
     from runner.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
@@ -65,9 +67,30 @@ def run(
             print("not started", file=sys.stderr)
             return 0
     record = execution.start()
+    publish(ws, record, junit)
     if as_json:
         emit_json(record.to_dict())
     return int(record.exit_code or 0)
+
+
+def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
+    """The run for CI: a JUnit file when asked, and the job summary where GITHUB_STEP_SUMMARY is set."""
+    if junit:
+        from runner.junit import junit_xml
+        from runner.store import Store
+
+        target = Path(junit)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(junit_xml(record, Store(ws.state_dir).run_dir(record.id)), encoding="utf-8")
+        except OSError as exc:  # the run's outcome stands; the report is what failed
+            print(f"runbook: warning: cannot write --junit {junit}: {exc.strerror}", file=sys.stderr)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        from runner.summary import markdown
+
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown(record))
 
 
 def _ask_secret(param: Parameter) -> str:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+
+from runner.durations import parse_duration
+from runner.errors import UsageError
+from runner.store import Store
+from runner.workspace import Workspace
+
+_LIVE = ("running", "waiting")
+
+
+def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = False) -> int:
+    """Delete finished runs started before now - OLDER_THAN, their folders and history rows together,
+    keeping the newest KEEP runs of each runbook whatever their age. Orphans (a folder without a row,
+    a row without a folder) left by an interrupted prune are removed too."""
+    try:
+        cutoff = time.time() - parse_duration(older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from None
+    store = Store(ws.state_dir)
+    if not (ws.state_dir / "history.db").exists():
+        print("no runs recorded", file=sys.stderr)
+        return 0
+    store.reap_dead_runs()
+    rows = store.query(
+        "SELECT id, runbook, started_at, status FROM runs ORDER BY runbook, started_at DESC, id DESC")
+    seen: dict[str, int] = {}
+    doomed = []
+    for run_id, runbook, started_at, status in rows:
+        seen[runbook] = seen.get(runbook, 0) + 1
+        if keep is not None and seen[runbook] <= keep:
+            continue
+        if started_at < cutoff and status not in _LIVE:
+            doomed.append(run_id)
+    known = {r[0] for r in rows}
+    orphans = [p for p in store.runs_dir.iterdir() if p.is_dir() and p.name not in known
+               and p.stat().st_mtime < cutoff] if store.runs_dir.is_dir() else []
+    verb = "would delete" if dry_run else "deleted"
+    if not dry_run:
+        for run_id in doomed:
+            store.delete_run(run_id)
+        for folder in orphans:
+            shutil.rmtree(folder, ignore_errors=True)
+        store.delete_rows_without_folder(cutoff)
+    print(f"{verb} {len(doomed)} run(s) started before {time.strftime('%Y-%m-%d %H:%M', time.localtime(cutoff))}"
+          + (f" and {len(orphans)} orphan folder(s)" if orphans else ""), file=sys.stderr)
+    for run_id in doomed:
+        print(run_id)
+    return 0

@@ -16,7 +16,7 @@ from runner.processes import MARKER
 from runner.progress import Progress
 from runner.records import HostResult
 from runner.redact import Scrubber
-from runner.store import make_private_dir, write_private
+from runner.files import make_private_dir, write_private
 
 
 @dataclass

@@ -2,15 +2,12 @@
 so listing hundreds of runbooks stays fast."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from runner.files import make_private_dir, write_private
 from runner.workspace import Workspace
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -32,8 +29,10 @@ class Entry:
 
 
 def read_entry(path: Path) -> Entry:
+    import yaml  # only for files the cache does not know: a cached listing needs no parser
+
     try:
-        data = yaml.load(path.read_bytes(), Loader=_Loader)
+        data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
         return Entry(path.stem, "?", "?", "", "", (), "", error=f"unreadable: {exc.__class__.__name__}")
     if not isinstance(data, dict):
@@ -52,5 +51,30 @@ def read_entry(path: Path) -> Entry:
 
 
 def entries(ws: Workspace, tag: str | None = None, kind: str | None = None) -> list[Entry]:
-    found = [read_entry(p) for p in ws.runbook_files()]
+    found = _cached_entries(ws)
     return [e for e in found if (tag is None or tag in e.tags) and (kind is None or e.kind == kind)]
+
+
+def _cached_entries(ws: Workspace) -> list[Entry]:
+    """Each file's entry, re-read only when its size or mtime changed since the last listing."""
+    cache_file = ws.state_dir / "cache" / "catalog.json"
+    try:
+        cache = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    fresh: dict[str, list[object]] = {}
+    found = []
+    for path in ws.runbook_files():
+        stat = path.stat()
+        key, stamp = str(path), [stat.st_mtime_ns, stat.st_size]
+        cached = cache.get(key)
+        entry = Entry(**{**cached[1], "tags": tuple(cached[1]["tags"])}) if cached and cached[0] == stamp else read_entry(path)
+        fresh[key] = [stamp, entry.to_dict() | {"error": entry.error}]
+        found.append(entry)
+    if fresh != cache:
+        try:
+            make_private_dir(cache_file.parent)
+            write_private(cache_file, json.dumps(fresh).encode())
+        except OSError:
+            pass  # a read-only state dir only costs speed
+    return found

@@ -27,7 +27,8 @@ from runner.processes import sweep
 from runner.progress import Progress
 from runner.records import RunRecord, Signoff, StepRecord, now
 from runner.redact import Scrubber
-from runner.store import Store, process_start_time, write_private
+from runner.files import write_private
+from runner.store import Store, process_start_time
 from runner.workspace import Workspace
 
 

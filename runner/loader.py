@@ -74,7 +74,7 @@ def check_runbook(
     if problems:
         return None, problems
     if marker is not None and not marker.exists():
-        from runner.store import make_private_dir
+        from runner.files import make_private_dir
 
         make_private_dir(marker.parent)
         marker.touch(mode=0o600)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runner.records import RunRecord
 from runner.redact import Scrubber
-from runner.store import make_private_dir
+from runner.files import make_private_dir
 from runner.workspace import Notify
 
 

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from runner.loader import load_runbook
+from runner.procedures import write_manual
+from runner.workspace import Workspace
+
+
+def docs(ws: Workspace, names: list[str], fmt: str, output: str) -> int:
+    """The procedure manual: an index and one page per runbook."""
+    paths = [ws.runbook_path(n) for n in names] if names else ws.runbook_files()
+    runbooks = [load_runbook(p, ws.display(p)) for p in paths]
+    written = write_manual(ws, runbooks, fmt, Path(output))
+    print(f"wrote {len(written)} pages to {output} (start at {written[0]})", file=sys.stderr)
+    return 0

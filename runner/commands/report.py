@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from runner.durations import parse_duration
+from runner.errors import UsageError
+from runner.reports import run_document, summarize, summary_document
+from runner.store import Store
+from runner.workspace import Workspace
+
+
+def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: str | None) -> int:
+    """One run as a document (RUN), or the periodic summary (--since)."""
+    store = Store(ws.state_dir)
+    if (ref is None) == (since is None):
+        raise UsageError("give either RUN (one run) or --since DUR (the periodic summary)")
+    if ref is not None:
+        run_id = store.resolve(ref)
+        text = run_document(store.load(run_id), store.run_dir(run_id), fmt)
+    else:
+        if fmt not in ("md", "html"):
+            raise UsageError("the periodic summary comes as --format md or html")
+        try:
+            window = parse_duration(since or "")
+        except ValueError as exc:
+            raise UsageError(f"--since: {exc}") from None
+        store.reap_dead_runs()
+        until = time.time()
+        text = summary_document(summarize(store, until - window, until), fmt)
+    _write(text, output)
+    return 0
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)

@@ -1,0 +1,36 @@
+"""The catalog cache: `runbook list` re-reads only changed files, and never shows stale data."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from conftest import runbook
+
+
+def _listing(ws: Path) -> dict[str, str]:
+    done = runbook("list", "--json", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    return {e["name"]: e["version"] for e in json.loads(done.stdout)}
+
+
+def test_list_follows_edits_additions_and_removals(alien: Path, state_dir: Path) -> None:
+    before = _listing(alien)
+    assert before["conditional"] == "1.2.0"
+    assert (state_dir / "cache" / "catalog.json").exists()
+    path = alien / "runbooks" / "conditional.yml"
+    text = path.read_text().replace("version: 1.2.0", "version: 1.3.0")
+    path.write_text(text)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # same second edits still count
+    (alien / "runbooks" / "slow.yml").unlink()
+    (alien / "runbooks" / "extra.yml").write_text(text.replace("name: conditional", "name: extra"))
+    after = _listing(alien)
+    assert after["conditional"] == "1.3.0" and "slow" not in after and after["extra"] == "1.3.0"
+    assert set(after) == set(before) - {"slow"} | {"extra"}
+
+
+def test_list_marks_unreadable_files(alien: Path) -> None:
+    (alien / "runbooks" / "broken.yml").write_text("name: [unclosed\n")
+    done = runbook("list", cwd=alien)
+    assert done.returncode == 0 and "broken" in done.stdout and "unreadable: broken" in done.stderr

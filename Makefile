@@ -18,8 +18,8 @@ install: $(STAMP)
 
 # The main job: the health check on the embedded localhost inventory, then its history row.
 run: install
-	$(BIN)/runbook -w . run health-check --non-interactive
-	$(BIN)/runbook -w . history -n 5
+	@$(BIN)/runbook -w . run health-check --non-interactive; rc=$$?; \
+	  $(BIN)/runbook -w . history -n 5; exit $$rc
 
 # What the tests need beyond Python packages (sshd for the fleet, cron), installed when missing.
 test-deps:

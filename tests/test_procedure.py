@@ -289,3 +289,17 @@ def test_live_progress_rewrites_a_status_line_on_a_terminal(alien: Path, state_d
     child.close()
     assert child.exitstatus == 0
     assert "\r\x1b[K[1/2 quiet] Record a message" in child.before
+
+
+def test_log_follow_streams_until_the_run_ends(alien: Path, state_dir: Path) -> None:
+    proc = _start(alien, "sleeper", "-p", "seconds=4")
+    try:
+        _wait_for_sleep(4)
+        follow = runbook("log", "last", "--follow", cwd=alien, timeout=60)
+        proc.communicate(timeout=60)
+        assert follow.returncode == 0
+        assert "TASK [Sleep asynchronously]" in follow.stdout and "PLAY RECAP" in follow.stdout
+        assert "succeeded (exit 0)" in follow.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -154,6 +154,75 @@ def cancel(ctx: click.Context, run_ref: str) -> int:
     return cancel_run(_workspace(ctx), run_ref)
 
 
+@cli.group(context_settings=_CONTEXT)
+def schedule() -> None:
+    """Cron entries from the runbooks' `schedule:` blocks, in the current user's crontab.
+
+    `install` writes one crontab line per schedule entry of every runbook into a block of its own,
+    marked `# BEGIN runbook WORKSPACE` ... `# END runbook WORKSPACE`; the rest of the crontab is left
+    alone. Each line runs `runbook run NAME --trigger cron --non-interactive --quiet` with absolute
+    paths (cron's environment is bare) and appends its output to STATE_DIR/logs/cron.log. Cron uses
+    the machine's local time. An exclusive runbook still running when its next time comes refuses
+    the new run (exit 6, written to the log).
+    """
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def schedule_list(ctx: click.Context, as_json: bool) -> int:
+    """Schedule entries and whether the crontab runs them.
+
+    Per entry: runbook, cron, params, inventory, next due time (local), installed (yes, outdated: install
+    again, or no).
+    """
+    from runner.commands.schedule import list_schedules
+
+    return list_schedules(_workspace(ctx), as_json)
+
+
+@schedule.command("install")
+@click.pass_context
+def schedule_install(ctx: click.Context) -> int:
+    """Write the schedules into the crontab.
+
+    Replaces this workspace's block with one line per schedule entry; installing again gives the same
+    crontab. Exit 3, with the crontab untouched, if a runbook is invalid.
+    """
+    from runner.commands.schedule import install_schedules
+
+    return install_schedules(_workspace(ctx))
+
+
+@schedule.command("remove")
+@click.pass_context
+def schedule_remove(ctx: click.Context) -> int:
+    """Take the schedules out of the crontab.
+
+    Removes this workspace's block only; every other line stays. A crontab left empty is removed.
+    """
+    from runner.commands.schedule import remove_schedules
+
+    return remove_schedules(_workspace(ctx))
+
+
+@schedule.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def schedule_status(ctx: click.Context, as_json: bool) -> int:
+    """Last cron run, next due time, and missed runs.
+
+    Per schedule entry: the last cron-triggered run of its runbook with its outcome, the next due time
+    (local time, as cron reads it), and MISSED when the latest due time since install passed without a
+    cron run starting within 10 minutes of it (a run refused by a lock leaves no run: it shows as missed).
+
+    Exit 0, or 1 when an entry is MISSED (for monitoring).
+    """
+    from runner.commands.schedule import show_status
+
+    return show_status(_workspace(ctx), as_json)
+
+
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--status", type=click.Choice(_STATUSES), help="Only runs with this status.")
@@ -179,6 +248,32 @@ def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, fo
     from runner.commands.log import show_log
 
     return show_log(_workspace(ctx), run_ref, step, host, follow)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--since", metavar="DUR", help="The periodic summary of the runs started within DUR (e.g. 7d).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json", "junit"]), default="md", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@click.pass_context
+def report(ctx: click.Context, run_ref: str | None, since: str | None, fmt: str, output: str | None) -> int:
+    """One run as a document (RUN: id, prefix or `last`), or the periodic summary with --since:
+    counts, success rate, durations and failures by host."""
+    from runner.commands.report import report as make_report
+
+    return make_report(_workspace(ctx), run_ref, since, fmt, output)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="html", show_default=True)
+@click.option("-o", "--output", metavar="DIR", required=True, help="Folder for the manual (index + a page per runbook).")
+@click.pass_context
+def docs(ctx: click.Context, names: tuple[str, ...], fmt: str, output: str) -> int:
+    """The procedure manual generated from the runbooks (all by default)."""
+    from runner.commands.docs import docs as write_docs
+
+    return write_docs(_workspace(ctx), list(names), fmt, output)
 
 
 @cli.command()

@@ -1,0 +1,379 @@
+"""`runbook schedule`: the workspace's block in the real crontab, its lines run as cron runs them (bare
+environment, cwd /), lock refusals in the cron log, and each schedule's status; runner.schedule's pure
+functions for the cases a clock cannot give on demand (a due time missed since install)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner import schedule
+from runner.cron import parse_cron
+from runner.errors import InvalidError, RunbookError
+from runner.model import Schedule
+from runner.schedule import CronRun, Entry
+from runner.workspace import open_workspace
+
+try:
+    from tests.conftest import IN_CI, copy_workspace, runbook
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from conftest import IN_CI, copy_workspace, runbook  # type: ignore[no-redef, unused-ignore]
+
+FOREIGN = (
+    "# the user's own crontab: every byte of it must survive\n"
+    'MAILTO=""\n'
+    "SHELL=/bin/bash\n"
+    "\n"
+    "*/5 * * * * /bin/true backup --quiet  # keep (harmless where a cron daemon runs the tests' crontab)\n"
+    "0 1 * * * /bin/true date +\\%F\n"
+)
+AFTER = "@reboot /usr/bin/true after-the-block\n"
+BARE = ["env", "-i", "PATH=/usr/bin:/bin", "/bin/sh", "-c"]  # cron's environment: no HOME, no venv
+
+
+# -- the real crontab ----------------------------------------------------------------------------------
+def read_crontab() -> str | None:
+    done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+def write_crontab(text: str | None) -> None:
+    if text is None:
+        subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+    else:
+        subprocess.run(["crontab", "-"], input=text, text=True, check=True)
+
+
+@pytest.fixture
+def crontab() -> Iterator[None]:
+    """The current user's real crontab, saved before the test and put back after it. Without a crontab
+    binary: fail under CI (tests/install-test-deps.sh installs cron), skip elsewhere."""
+    if shutil.which("crontab") is None:
+        message = "crontab not found: run tests/install-test-deps.sh (installs cron)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    saved = read_crontab()
+    try:
+        yield
+    finally:
+        write_crontab(saved)
+
+
+def block_lines(text: str, root: Path) -> list[str]:
+    return [i.line for i in schedule.installed_entries(text, root)]
+
+
+def run_as_cron(line: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BARE, schedule.cron_command(line)], cwd="/", capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def history(ws: Path, *args: str) -> list[dict[str, object]]:
+    done = runbook("-w", str(ws), "history", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    result: list[dict[str, object]] = json.loads(done.stdout)
+    return result
+
+
+def add_schedule(ws: Path, name: str, text: str) -> None:
+    path = ws / "runbooks" / f"{name}.yml"
+    path.write_text(path.read_text() + text)
+
+
+# -- install -----------------------------------------------------------------------------------------------
+def test_install_keeps_foreign_lines_byte_for_byte_and_twice_is_the_same(crontab: None, alien: Path,
+                                                                          state_dir: Path) -> None:
+    other_block = "# BEGIN runbook /srv/other\n0 4 * * * /srv/other/run\n# END runbook /srv/other\n"
+    write_crontab(FOREIGN + other_block)
+
+    first = runbook("-w", str(alien), "schedule", "install")
+    assert first.returncode == 0, first.stderr
+    once = read_crontab()
+    assert once is not None and once.startswith(FOREIGN + other_block)
+    lines = block_lines(once, alien)
+    assert len(lines) == 2  # nightly-note's two schedule entries
+    assert once[len(FOREIGN + other_block):].startswith(schedule.begin_marker(alien) + "\n")
+    assert once.endswith(schedule.end_marker(alien) + "\n")
+
+    write_crontab(once + AFTER)  # a line the user added below the block later
+    again = runbook("-w", str(alien), "schedule", "install")
+    assert again.returncode == 0, again.stderr
+    assert read_crontab() == once + AFTER
+    assert "already installed" in again.stdout
+
+    log = state_dir / "logs" / "cron.log"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600 and stat.S_IMODE(log.parent.stat().st_mode) == 0o700
+    venv_runbook = str(Path(sys.executable).parent / "runbook")
+    for line in lines:
+        assert f" {venv_runbook} -w {alien} run nightly-note " in line
+        assert "--trigger cron --non-interactive --quiet" in line
+        assert f"RUNBOOK_STATE_DIR={state_dir} " in line  # runs land where `runbook history` looks
+        assert f">>{log} 2>&1" in line
+    assert lines[0].startswith("30 2 * * * ") and lines[1].startswith("0 12 * * 1-5 ")
+    assert "-p 'message=nightly: 100\\% done, it'\"'\"'s fine'" in lines[0]  # % escaped for cron
+    assert f"-i {alien}/inventories/lab.yml -l db1 -p message=midday" in lines[1]
+
+
+def test_each_installed_line_runs_under_crons_bare_environment(crontab: None, alien: Path, state_dir: Path) -> None:
+    write_crontab(FOREIGN)
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    lines = block_lines(read_crontab() or "", alien)
+
+    for line in lines:
+        done = run_as_cron(line)
+        assert done.returncode == 0 and done.stdout == done.stderr == ""  # all of it went to the log
+
+    runs = history(alien, "nightly-note")
+    assert [(r["trigger"], r["status"], r["exit_code"]) for r in runs] == [("cron", "succeeded", 0)] * 2
+    assert [r["limit"] for r in runs] == ["db:&db1", "db"]  # newest first: schedule[1] ran last
+    records = [json.loads((state_dir / "runs" / str(r["id"]) / "run.json").read_text()) for r in runs]
+    assert [r["params"] for r in records] == [{"message": "midday"}, {"message": "nightly: 100% done, it's fine"}]
+    notes = [s.get("data", {}).get("notes") for r in records for s in r["steps"]]
+    assert {"db1": "nightly: 100% done, it's fine"} in notes  # the playbook got the exact text
+    log = (state_dir / "logs" / "cron.log").read_text()
+    assert log.count(": succeeded in ") == 2
+
+
+def test_an_overlapping_cron_run_hits_the_lock_exits_6_and_says_so_in_the_log(crontab: None, alien: Path,
+                                                                               state_dir: Path) -> None:
+    add_schedule(alien, "sleeper", 'schedule:\n  - cron: "0 3 1 1 *"\n    params: {seconds: 60}\n')
+    write_crontab("")
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    line = next(x for x in block_lines(read_crontab() or "", alien) if " run sleeper " in x)
+
+    holder = subprocess.Popen(BARE + [schedule.cron_command(line)], cwd="/", start_new_session=True)
+    try:
+        running = _wait_for_running(alien, "sleeper")
+        second = run_as_cron(line)
+        assert second.returncode == 0  # the shell's own status: the refusal is reported in the log
+        log = (state_dir / "logs" / "cron.log").read_text()
+        assert f"lock 'shared-lock' is held by run {running}" in log
+        assert "runbook cron: sleeper exit 6 at " in log
+        assert [r["id"] for r in history(alien, "sleeper")] == [running]  # the refused run left no record
+    finally:
+        runbook("-w", str(alien), "cancel", "last")
+        holder.wait(timeout=60)
+
+
+def _wait_for_running(ws: Path, name: str) -> str:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        runs = history(ws, name)
+        if runs and runs[0]["status"] == "running":
+            return str(runs[0]["id"])
+        time.sleep(0.3)
+    raise AssertionError(f"{name} never started")
+
+
+def test_install_refuses_an_invalid_runbook_and_leaves_the_crontab(crontab: None, alien: Path) -> None:
+    write_crontab(FOREIGN)
+    (alien / "runbooks" / "broken.yml").write_text("apiVersion: runbook/v1\nname: broken\n")
+
+    done = runbook("-w", str(alien), "schedule", "install")
+
+    assert done.returncode == 3
+    assert "runbooks/broken.yml" in done.stderr
+    assert read_crontab() == FOREIGN
+
+
+# -- remove ------------------------------------------------------------------------------------------------
+def test_remove_leaves_only_the_foreign_lines_and_other_workspaces(crontab: None, alien: Path,
+                                                                   tmp_path: Path) -> None:
+    second = copy_workspace("alien-workspace", tmp_path / "second")
+    write_crontab(FOREIGN)
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    assert runbook("-w", str(second), "schedule", "install").returncode == 0
+    both = read_crontab() or ""
+    assert len(block_lines(both, alien)) == len(block_lines(both, second)) == 2
+
+    done = runbook("-w", str(alien), "schedule", "remove")
+
+    assert done.returncode == 0, done.stderr
+    assert read_crontab() == schedule.remove(both, alien) == FOREIGN + schedule.split_crontab(both, second)[1]
+    assert runbook("-w", str(second), "schedule", "remove").returncode == 0
+    assert read_crontab() == FOREIGN
+    again = runbook("-w", str(second), "schedule", "remove")
+    assert again.returncode == 0 and "nothing removed" in again.stdout
+
+
+def test_remove_of_the_only_block_removes_the_crontab(crontab: None, alien: Path) -> None:
+    write_crontab(None)
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    assert runbook("-w", str(alien), "schedule", "remove").returncode == 0
+    assert read_crontab() is None
+
+
+# -- list and status ---------------------------------------------------------------------------------------
+def test_list_json_shows_each_entry_and_whether_the_crontab_runs_it(crontab: None, alien: Path) -> None:
+    write_crontab(FOREIGN)
+    before = _list(alien)
+    assert [(e["runbook"], e["index"], e["cron"], e["installed"]) for e in before] == [
+        ("nightly-note", 0, "30 2 * * *", False), ("nightly-note", 1, "0 12 * * mon-fri", False)]
+    assert before[1]["params"] == {"message": "midday"} and before[1]["inventory"] == "lab"
+    due = dt.datetime.fromisoformat(str(before[0]["next_due"]))
+    assert (due.hour, due.minute) == (2, 30)
+    assert dt.timedelta(0) < due - dt.datetime.now().astimezone() <= dt.timedelta(days=1)
+
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    installed = _list(alien)
+    assert [e["install_state"] for e in installed] == ["yes", "yes"]
+    first_install = [e["installed_at"] for e in installed]
+
+    path = alien / "runbooks" / "nightly-note.yml"
+    path.write_text(path.read_text().replace("message: midday", "message: noon"))
+    assert [e["install_state"] for e in _list(alien)] == ["yes", "outdated"]
+    time.sleep(1.1)  # the install time has a one-second resolution
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    after = _list(alien)
+    assert [e["install_state"] for e in after] == ["yes", "yes"]
+    assert after[0]["installed_at"] == first_install[0] and after[1]["installed_at"] != first_install[1]
+
+    human = runbook("-w", str(alien), "schedule", "list")
+    assert human.returncode == 0 and "message=noon" in human.stdout and "INSTALLED" in human.stdout
+
+
+def _list(ws: Path) -> list[dict[str, object]]:
+    done = runbook("-w", str(ws), "schedule", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    result: list[dict[str, object]] = json.loads(done.stdout)
+    return result
+
+
+def test_status_shows_the_last_cron_run_the_next_due_time_and_a_missed_run(crontab: None, alien: Path) -> None:
+    write_crontab(FOREIGN)
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    fresh = runbook("-w", str(alien), "schedule", "status", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    assert [s["state"] for s in json.loads(fresh.stdout)] == ["pending", "pending"]  # nothing due since install
+
+    # Installed a week ago: both entries had a due time since, and cron ran neither of them.
+    ws = open_workspace(str(alien))
+    runbooks, _ = schedule.scheduled_runbooks(ws)
+    text = read_crontab() or ""
+    week_ago = schedule.install(schedule.remove(text, ws.root), ws.root, schedule.entries(ws, runbooks),
+                                time.time() - 7 * 86400)
+    assert block_lines(week_ago, alien) == block_lines(text, alien)
+    write_crontab(week_ago)
+    assert run_as_cron(block_lines(week_ago, alien)[1]).returncode == 0  # a cron run now, at no due time
+
+    done = runbook("-w", str(alien), "schedule", "status", "--json")
+
+    assert done.returncode == 1  # something was missed
+    statuses = json.loads(done.stdout)
+    assert [(s["state"], s["missed"]) for s in statuses] == [("MISSED", True)] * 2
+    last = history(alien, "nightly-note")[0]
+    for status in statuses:
+        assert status["last_run"]["id"] == last["id"]
+        assert (status["last_run"]["status"], status["last_run"]["exit_code"]) == ("succeeded", 0)
+        expected = parse_cron(status["cron"]).next_after(dt.datetime.now()).astimezone()
+        assert dt.datetime.fromisoformat(status["next_due"]) == expected
+    assert "MISSED: nightly-note schedule[0] (30 2 * * *) was due at" in done.stderr
+    human = runbook("-w", str(alien), "schedule", "status")
+    assert human.returncode == 1
+    assert "succeeded (exit 0)" in human.stdout and "MISSED" in human.stdout
+
+
+def test_status_help_documents_the_exit_codes() -> None:
+    done = runbook("schedule", "status", "--help")
+    assert done.returncode == 0 and "1 when an entry is MISSED" in " ".join(done.stdout.split())
+
+
+# -- runner.schedule, pure -----------------------------------------------------------------------------------
+NOW = dt.datetime(2026, 3, 11, 9, 0)  # a Wednesday, naive local time as cron reads the crontab
+DAILY = Entry("nightly", 0, Schedule("30 2 * * *"), "30 2 * * * /x/runbook run nightly")
+
+
+def at(*fields: int) -> float:
+    return dt.datetime(*fields).timestamp()  # type: ignore[arg-type]
+
+
+def installed_since(when: float, entry: Entry = DAILY) -> list[schedule.Installed]:
+    return schedule.installed_entries(schedule.install("", Path("/ws"), [entry], when), Path("/ws"))
+
+
+def test_install_merges_into_text_and_remove_gives_it_back() -> None:
+    root = Path("/srv/ops workspace")
+    once = schedule.install(FOREIGN + AFTER, root, [DAILY], at(2026, 3, 1))
+    assert once.startswith(FOREIGN + AFTER) and once.endswith(schedule.end_marker(root) + "\n")
+    moved = schedule.remove(once, root) + "# later\n" + schedule.split_crontab(once, root)[1] + "# last\n"
+    assert schedule.install(moved, root, [DAILY], at(2026, 3, 9)) == moved  # in place, install time kept
+    assert schedule.remove(once, root) == FOREIGN + AFTER
+    assert schedule.install("MAILTO=x", root, [DAILY], 0).startswith("MAILTO=x\n# BEGIN runbook ")
+    assert schedule.install(once, root, [], 0) == FOREIGN + AFTER  # nothing scheduled: no block
+    assert schedule.installed_entries(once, Path("/srv/ops")) == []  # another workspace's block is not ours
+
+
+def test_an_unterminated_block_is_refused() -> None:
+    broken = f"{schedule.begin_marker(Path('/ws'))}\n* * * * * x\n"
+    with pytest.raises(RunbookError, match="without its"):
+        schedule.install(broken, Path("/ws"), [DAILY], 0)
+
+
+def test_cron_time_and_command_are_what_cron_reads() -> None:
+    assert schedule.cron_time("0 12 * jan-mar mon-fri") == "0 12 * 1-3 1-5"
+    assert schedule.cron_time("@Daily") == "@daily"
+    line = "5 4 * * sun " + schedule.escape_percent("echo '100%' $(date +%F)", "x")
+    assert schedule.cron_command(line) == "echo '100%' $(date +%F)"
+    assert schedule.cron_command("@hourly a \\\\ b") == "a \\\\ b"
+    with pytest.raises(InvalidError, match="backslash before a %"):
+        schedule.escape_percent("echo '\\%'", "x")
+
+
+def test_a_due_time_since_install_without_a_cron_run_is_missed() -> None:
+    since_monday = installed_since(at(2026, 3, 9, 8, 0))
+    missed = schedule.schedule_status(DAILY, since_monday, [], NOW)
+    assert missed.missed and missed.state == "MISSED"
+    assert missed.checked_due == dt.datetime(2026, 3, 11, 2, 30).astimezone()
+    assert missed.next_due == dt.datetime(2026, 3, 12, 2, 30).astimezone()
+
+    on_time = CronRun("r1", "nightly", "failed", 1, at(2026, 3, 11, 2, 30, 4))
+    ran = schedule.schedule_status(DAILY, since_monday, [on_time], NOW)
+    assert not ran.missed and ran.state == "ok" and ran.last_run == on_time  # it ran; its outcome is shown
+
+    late = CronRun("r2", "nightly", "succeeded", 0, at(2026, 3, 11, 2, 41))
+    other = CronRun("r3", "someone-else", "succeeded", 0, at(2026, 3, 11, 2, 31))
+    assert schedule.schedule_status(DAILY, since_monday, [late, other], NOW).missed
+
+
+def test_nothing_is_missed_before_a_due_time_since_install_has_passed_its_grace() -> None:
+    after_due = installed_since(at(2026, 3, 11, 2, 35))
+    assert schedule.schedule_status(DAILY, after_due, [], NOW).state == "pending"
+    in_grace = dt.datetime(2026, 3, 11, 2, 36)  # today's due time is still within its 10 minutes
+    yesterday = installed_since(at(2026, 3, 10, 12, 0))
+    assert schedule.schedule_status(DAILY, yesterday, [], in_grace).state == "pending"
+    assert schedule.schedule_status(DAILY, yesterday, [], in_grace + dt.timedelta(minutes=5)).missed
+    assert schedule.schedule_status(DAILY, [], [], NOW).state == "not installed"
+
+
+def test_an_outdated_line_still_counts_from_its_install_time() -> None:
+    changed = Entry("nightly", 0, Schedule("30 2 * * *", {"message": "new"}), DAILY.line + " -p message=new")
+    status = schedule.schedule_status(changed, installed_since(at(2026, 3, 1)), [], NOW)
+    assert status.installed == "outdated" and status.missed
+    assert schedule.orphans([changed], installed_since(at(2026, 3, 1))) == []
+    gone = Entry("other", 0, DAILY.schedule, "30 2 * * * /x/runbook run other")
+    assert [o.runbook for o in schedule.orphans([gone], installed_since(at(2026, 3, 1)))] == ["nightly"]
+
+
+def test_a_line_cron_cannot_carry_is_refused_and_the_default_state_dir_needs_no_variable(
+        alien: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = open_workspace(str(alien))
+    command = ["/opt/venv/bin/runbook"]
+    with pytest.raises(InvalidError, match="more than cron takes"):
+        schedule.crontab_line(ws, command, "nightly-note", Schedule("30 2 * * *", {"message": "x" * 1000}))
+    with pytest.raises(InvalidError, match="line break"):
+        schedule.crontab_line(ws, command, "nightly-note", Schedule("30 2 * * *", {"message": "a\nb"}))
+
+    monkeypatch.delenv("RUNBOOK_STATE_DIR")
+    default = open_workspace(str(alien))
+    line = schedule.crontab_line(default, command, "nightly-note", Schedule("@daily", {"message": "x"}))
+    assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin /opt/venv/bin/runbook ")
+    assert "RUNBOOK_STATE_DIR" not in line and f">>{alien}/.runbook/logs/cron.log 2>&1" in line

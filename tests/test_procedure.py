@@ -26,16 +26,18 @@ def _steps(record: dict) -> dict[str, dict]:
     return {s["name"]: s for s in record["steps"]}
 
 
-def _marked() -> list[int]:
-    """Live processes carrying any run's marker (the test's own runs only: state dirs are per test)."""
+def _marked(state: Path) -> list[int]:
+    """Live processes carrying the marker of one of this test's runs (other runs on the machine aside)."""
+    needles = {f"{MARKER}={p.name}".encode() for p in (state / "runs").iterdir()}
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if MARKER.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
+                environ = set((entry / "environ").read_bytes().split(b"\0"))
             except OSError:
-                pass
+                continue
+            if environ & needles:
+                found.append(int(entry.name))
     return found
 
 
@@ -175,17 +177,17 @@ def test_cancel_stops_every_process_within_10s(alien: Path, state_dir: Path, how
     proc = _start(alien, "sleeper", "-p", "seconds=81")
     try:
         _wait_for_sleep(81)
-        assert _marked(), "the run's processes should carry the marker"
+        assert _marked(state_dir), "the run's processes should carry the marker"
         sent = time.monotonic()
         if how == "cancel":
             assert runbook("cancel", "last", cwd=alien).returncode == 0
         else:
             proc.send_signal(getattr(signal, how))
         proc.communicate(timeout=30)
-        while (_marked() or _sleep_alive(81)) and time.monotonic() - sent < 10:
+        while (_marked(state_dir) or _sleep_alive(81)) and time.monotonic() - sent < 10:
             time.sleep(0.1)
         assert time.monotonic() - sent < 10
-        assert not _marked() and not _sleep_alive(81)
+        assert not _marked(state_dir) and not _sleep_alive(81)
         assert proc.returncode == 130
         record = _records(state_dir)[0]
         assert record["status"] == "canceled" and record["exit_code"] == 130
@@ -201,7 +203,7 @@ def test_run_timeout_exits_124_and_leaves_nothing(alien: Path, state_dir: Path) 
     record = _records(state_dir)[0]
     assert record["status"] == "timed_out"
     assert _steps(record)["first"]["status"] == "succeeded" and _steps(record)["sleep"]["status"] == "timed_out"
-    assert not _sleep_alive(62) and not _marked()
+    assert not _sleep_alive(62) and not _marked(state_dir)
 
 
 def test_sigkilled_run_is_aborted_its_processes_stopped_and_lock_free(alien: Path, state_dir: Path) -> None:
@@ -214,7 +216,7 @@ def test_sigkilled_run_is_aborted_its_processes_stopped_and_lock_free(alien: Pat
         history = runbook("history", "--json", cwd=alien)
         row = json.loads(history.stdout)[0]
         assert row["status"] == "aborted"
-        assert not _sleep_alive(91) and not _marked()
+        assert not _sleep_alive(91) and not _marked(state_dir)
         assert runbook("run", "other-locker", cwd=alien).returncode == 0  # the lock is free
     finally:
         subprocess.run(["pkill", "-f", "^sleep 91$"])

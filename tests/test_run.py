@@ -85,7 +85,7 @@ def test_typed_parameters_reach_the_playbook(alien: Path, state_dir: Path) -> No
     record = _records(state_dir)[0]
     assert record["params"] == {"path": "/tmp", "min_free_mb": 5, "mode": "fast", "verbose": True,
                                 "extra_dirs": ["a", "b"], "api_token": "***"}
-    assert sorted(record["steps"][0]["hosts"]) == ["db1", "web1", "web2"]
+    assert sorted(record["steps"][0]["hosts"]) == ["b1", "b2", "b3", "b4", "db1", "web1", "web2"]
 
 
 def test_failing_host_named_in_record_log_and_exit_code(alien: Path, state_dir: Path) -> None:

@@ -83,6 +83,7 @@ class Progress:
         self._started.add(host)
         self._done.add(host)
         if outcome in ("failed", "unreachable") and not self.verbose:
+            message = message.removeprefix(f"{host}: ")  # playbooks often name the host themselves
             text = f"  {outcome.upper()}: {host}" + (f": {message}" if message else "")
             self._line(paint(text, outcome, self.color), always=True)
         self._status()

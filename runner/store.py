@@ -38,10 +38,6 @@ CREATE TABLE IF NOT EXISTS runs (
     message TEXT NOT NULL DEFAULT '',
     lock_name TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
-CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, started_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, started_at);
-CREATE INDEX IF NOT EXISTS runs_by_lock ON runs (lock_name, status);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -70,8 +66,19 @@ CREATE TABLE IF NOT EXISTS host_results (
     message TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, step_idx, host)
 );
+"""
+
+# Indexes come after migrations: an older history.db gains its columns first.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_lock ON runs (lock_name, status);
 CREATE INDEX IF NOT EXISTS host_results_by_host ON host_results (host);
 """
+
+# Columns added since the first release, added in place to older databases.
+MIGRATIONS = (("runs", "lock_name", "TEXT NOT NULL DEFAULT ''"),)
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,8 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(SCHEMA)
+            _migrate(db)
+            db.executescript(INDEXES)
             self._db = db
         return self._db
 
@@ -297,6 +306,13 @@ class Store:
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, args).fetchall()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    for table, column, declaration in MIGRATIONS:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 class _transaction:

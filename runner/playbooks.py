@@ -49,16 +49,18 @@ def _tasks(task: Any, base: Path, roles_dir: Path, depth: int) -> list[str]:
         return out
     for key in _ROLES:
         if key in task and isinstance(task[key], dict):
-            return _role_tasks(str(task[key].get("name")), roles_dir, depth + 1)
+            spec = task[key]
+            return _role_tasks(str(spec.get("name")), roles_dir, depth + 1, str(spec.get("tasks_from") or "main"))
     for key in _INCLUDES:
         if key in task and isinstance(task[key], str) and "{{" not in task[key]:
             return _file_tasks(base / task[key], roles_dir, depth + 1)
     return [str(task.get("name") or _module_name(task))]
 
 
-def _role_tasks(role: str, roles_dir: Path, depth: int) -> list[str]:
-    main = roles_dir / role / "tasks" / "main.yml"
-    return [f"{role} : {n}" for n in _file_tasks(main, roles_dir, depth)] if main.is_file() else [f"role {role}"]
+def _role_tasks(role: str, roles_dir: Path, depth: int, tasks_from: str = "main") -> list[str]:
+    name = tasks_from if tasks_from.endswith((".yml", ".yaml")) else f"{tasks_from}.yml"
+    path = roles_dir / role / "tasks" / name
+    return [f"{role} : {n}" for n in _file_tasks(path, roles_dir, depth)] if path.is_file() else [f"role {role}"]
 
 
 def _file_tasks(path: Path, roles_dir: Path, depth: int) -> list[str]:

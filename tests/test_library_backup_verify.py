@@ -113,8 +113,8 @@ def test_corrupt_stale_and_missing_backups_fail_their_hosts(
     assert f"fleet-03: {APP}: stale (modified " in stale and "h ago > 26 h)" in stale
     assert "checksum" not in stale
     assert f"fleet-04: {DB}: missing" in hosts["fleet-04"]["message"]
-    for host in ("fleet-02", "fleet-03", "fleet-04"):
-        assert f"FAILED: {host}: {host}: " in stderr
+    for host, path in (("fleet-02", APP), ("fleet-03", APP), ("fleet-04", DB)):
+        assert f"FAILED: {host}: {path}: " in stderr  # the host once, then the file
     assert "FAILED: fleet-01" not in stderr
 
     data = record["steps"][0]["data"]["backups"]

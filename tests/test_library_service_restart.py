@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import copy_workspace, on_host, runbook
+from fleet import free_ports
 
 HOSTS = ["fleet-01", "fleet-02", "fleet-03", "fleet-04"]
 SERVICE = "demo-web"
@@ -57,18 +58,6 @@ esac
 """
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (the hosts share the loopback network: one port each)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _pid(fleet: Any, host: str) -> int:
     return int(on_host(fleet, host, f"cat {PIDFILE}").stdout.strip())
 
@@ -105,7 +94,7 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def demo_web(fleet_hosts: Any, tmp_path: Path) -> Iterator[dict[str, int]]:
     """demo-web installed and running on every host, each on its own port; stopped and removed after."""
-    ports = dict(zip(HOSTS, _free_ports(len(HOSTS))))
+    ports = dict(zip(HOSTS, free_ports(len(HOSTS))))
     try:
         for host, port in ports.items():
             on_host(fleet_hosts, host, f"""set -e

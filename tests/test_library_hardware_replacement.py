@@ -5,7 +5,6 @@ the host drained, until a later run takes the replacement over."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import copy_workspace, on_host, runbook
+from fleet import free_ports
 
 HOSTS = ["fleet-01", "fleet-02", "fleet-03", "fleet-04"]
 SERVICE = "runbook-demo-http"
@@ -43,18 +43,6 @@ esac
 """
 
 
-def _free_ports(count: int) -> list[int]:
-    """Loopback ports nothing listens on; the fleet hosts share this machine's network."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _serving(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=5) as response:
@@ -74,7 +62,7 @@ def _wait_serving(port: int, expected: bool = True, tries: int = 50) -> bool:
 @pytest.fixture
 def demo_service(fleet_hosts: Any) -> Iterator[dict[str, int]]:
     """The demo service running on every host, each on its own port: {host: port}."""
-    ports = dict(zip(HOSTS, _free_ports(len(HOSTS)), strict=True))
+    ports = dict(zip(HOSTS, free_ports(len(HOSTS)), strict=True))
     try:
         for host, port in ports.items():
             script = INIT_SCRIPT.replace("'", "'\\''")

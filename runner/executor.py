@@ -387,7 +387,7 @@ class Execution:
         kept, secret = self._extravars(record, step, extra)
         job = PlaybookRun(
             run_id=record.id,
-            folder=self.store.run_dir(record.id) / "steps" / f"{step_record.index + 1:02d}-{step.name}",
+            folder=step_record.folder(self.store.run_dir(record.id)),
             project_dir=self.ws.playbooks_dir,
             playbook=str(self.playbooks[step.playbook or ""].relative_to(self.ws.playbooks_dir.resolve())),
             inventory=self.inventory, limit=limit, forks=self._forks(),

@@ -14,10 +14,6 @@ _RESULTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipp
             "runner_on_unreachable": "unreachable"}
 
 
-def step_folder(run_dir: Path, step: StepRecord) -> Path:
-    return run_dir / "steps" / f"{step.index + 1:02d}-{step.name}"
-
-
 def task_results(folder: Path) -> Iterator[dict[str, Any]]:
     """One dict per host and task from a step's events: host, task, outcome, message, duration, attempt."""
     path = folder / "events.jsonl.gz"
@@ -78,7 +74,7 @@ def _suite(record: RunRecord, step: StepRecord, run_dir: Path) -> ET.Element:
 
 
 def _playbook_cases(record: RunRecord, step: StepRecord, run_dir: Path) -> Iterator[ET.Element]:
-    for result in task_results(step_folder(run_dir, step)):
+    for result in task_results(step.folder(run_dir)):
         task = result["task"] + (f" (attempt {result['attempt']})" if result["attempt"] > 1 else "")
         case = ET.Element("testcase", classname=f"{record.runbook}.{step.name}.{result['host']}", name=task,
                           time=f"{result['duration']:.3f}")

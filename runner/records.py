@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
@@ -71,6 +72,10 @@ class StepRecord:
     handler: bool = False
     # What the playbook handed back with ansible's set_stats (e.g. capacity figures), kept for reports.
     data: dict[str, Any] = field(default_factory=dict)
+
+    def folder(self, run_dir: Path) -> Path:
+        """Where this step's output, events, rc and status live in the run's folder."""
+        return run_dir / "steps" / f"{self.index + 1:02d}-{self.name}"
 
     def counts(self) -> dict[str, int]:
         return {c: sum(getattr(h, c) for h in self.hosts.values()) for c in COUNTS}

@@ -43,9 +43,9 @@ def run_document(record: RunRecord, run_dir: Path, fmt: str) -> str:
         from runner.summary import markdown
 
         return markdown(record)
-    from runner.junit import step_folder, task_results
+    from runner.junit import task_results
 
-    tasks = {s.index: list(task_results(step_folder(run_dir, s))) for s in record.steps}
+    tasks = {s.index: list(task_results(s.folder(run_dir))) for s in record.steps}
     return render_html("run.html.j2", run=record, tasks=tasks)
 
 

@@ -38,17 +38,13 @@ def _select(record: RunRecord, step: str | None) -> list[StepRecord]:
     return chosen
 
 
-def step_folder(store: Store, record: RunRecord, step: StepRecord) -> Path:
-    return store.run_dir(record.id) / "steps" / f"{step.index + 1:02d}-{step.name}"
-
-
 def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | None) -> None:
     print(f"== step {step.index + 1} {step.name} ({step.type}): {step.status}"
           + (f" - {step.message}" if step.message else ""))
     for signoff in step.signoffs:
         print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"
               + (f": {signoff.item}" if signoff.item else "") + (f" ({signoff.note})" if signoff.note else ""))
-    folder = step_folder(store, record, step)
+    folder = step.folder(store.run_dir(record.id))
     if host is None:
         path = folder / "stdout"
         if path.exists():
@@ -87,7 +83,7 @@ def _follow(store: Store, run_id: str, step: str | None, host: str | None) -> in
     while True:
         record = store.load(run_id)
         for item in _select(record, step):
-            path = step_folder(store, record, item) / "stdout"
+            path = item.folder(store.run_dir(record.id)) / "stdout"
             if not path.exists():
                 continue
             with path.open("rb") as handle:

@@ -16,7 +16,7 @@ from runner.processes import MARKER
 from runner.progress import Progress
 from runner.records import HostResult
 from runner.redact import Scrubber
-from runner.files import make_private_dir, write_private
+from runner.files import make_private_dir, open_private, write_private
 
 
 @dataclass
@@ -151,8 +151,8 @@ class _EventSink:
     def __init__(self, folder: Path, scrub: Scrubber, progress: Progress) -> None:
         self.scrub = scrub
         self.progress = progress
-        self.stdout = _open_private(folder / "stdout", "a")
-        self.events = gzip.open(_open_private(folder / "events.jsonl.gz", "ab"), "at", encoding="utf-8")
+        self.stdout = open_private(folder / "stdout", "a")
+        self.events = gzip.open(open_private(folder / "events.jsonl.gz", "ab"), "at", encoding="utf-8")
         self.stats: dict[str, dict[str, int]] | None = None
         self.data: dict[str, Any] = {}
         self.messages: dict[str, str] = {}
@@ -230,8 +230,3 @@ class _EventSink:
     def close(self) -> None:
         self.events.close()
         self.stdout.close()
-
-
-def _open_private(path: Path, mode: str) -> Any:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, mode)

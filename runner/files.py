@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -29,3 +30,9 @@ def make_private_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path
+
+
+def open_private(path: Path, mode: str = "a") -> Any:
+    """`path` opened for appending, created 0600 if new (logs, step output)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, mode)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 import urllib.request
 from pathlib import Path
 
 from runner.records import RunRecord
 from runner.redact import Scrubber
-from runner.files import make_private_dir
+from runner.files import make_private_dir, open_private
 from runner.workspace import Notify
 
 
@@ -48,6 +47,5 @@ def _log(log_dir: Path, line: str) -> None:
     print(f"runbook: warning: {line}", file=sys.stderr)
     make_private_dir(log_dir)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    fd = os.open(log_dir / "notify.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a") as handle:
+    with open_private(log_dir / "notify.log") as handle:
         handle.write(f"{stamp} {line}\n")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
-FINAL_STATUSES = ("succeeded", "failed", "canceled", "timed_out", "aborted")
 
 
 def now() -> float:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.store import Store
+from runner.store.sqlite import Store
 
 STATUSES = ["succeeded"] * 17 + ["failed", "timed_out", "canceled"]
 RUNBOOKS = ["health-check", "backup-verify", "patch-rollout", "capacity-report", "cert-expiry-check",

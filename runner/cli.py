@@ -14,7 +14,7 @@ _STATUSES = ("running", "waiting", "succeeded", "failed", "canceled", "timed_out
 
 
 def _workspace(ctx: click.Context) -> Any:
-    from runner.workspace import open_workspace
+    from runner.definition.workspace import open_workspace
 
     return open_workspace(ctx.obj)
 

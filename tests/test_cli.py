@@ -1,5 +1,5 @@
 """The command line as a user meets it: help, usage errors, the catalog, `show`, workspace resolution, `init`;
-and runner.cron, the cron syntax `schedule:` entries use."""
+and runner.definition.cron, the cron syntax `schedule:` entries use."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import cli
-from runner.cron import parse_cron
+from runner.definition.cron import parse_cron
 
 import yaml
 
@@ -303,7 +303,7 @@ def test_init_refuses_an_existing_workspace(alien: Path) -> None:
     assert not (alien / "runbooks" / "health-check.yml").exists()
 
 
-# --- runner.cron -------------------------------------------------------------------------------------------
+# --- runner.definition.cron -------------------------------------------------------------------------------------------
 
 UTC = dt.timezone.utc
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.loader import load_runbook
-from runner.model import Parameter, Runbook, Step
+from runner.definition.loader import load_runbook
+from runner.definition.model import Parameter, Runbook, Step
 
 try:
     from tests.conftest import FIXTURES, REPO, copy_workspace, runbook

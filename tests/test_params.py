@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from runner.errors import ExitCode, InvalidError
-from runner.loader import load_runbook
-from runner.model import Runbook
-from runner.params import REDACTED, coerce, resolve
+from runner.definition.loader import load_runbook
+from runner.definition.model import Runbook
+from runner.definition.params import REDACTED, coerce, resolve
 
 try:
     from tests.conftest import runbook

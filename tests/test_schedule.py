@@ -1,5 +1,5 @@
 """`runbook schedule`: the workspace's block in the real crontab, its lines run as cron runs them (bare
-environment, cwd /), lock refusals in the cron log, and each schedule's status; runner.schedule's pure
+environment, cwd /), lock refusals in the cron log, and each schedule's status; runner.schedule.schedule's pure
 functions for the cases a clock cannot give on demand (a due time missed since install)."""
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import schedule
-from runner.cron import parse_cron
+from runner.schedule import schedule
+from runner.definition.cron import parse_cron
 from runner.errors import InvalidError, RunbookError
-from runner.model import Schedule
-from runner.schedule import CronRun, Entry
-from runner.workspace import open_workspace
+from runner.definition.model import Schedule
+from runner.schedule.schedule import CronRun, Entry
+from runner.definition.workspace import open_workspace
 
 try:
     from tests.conftest import IN_CI, copy_workspace, runbook
@@ -287,7 +287,7 @@ def test_status_help_documents_the_exit_codes() -> None:
     assert done.returncode == 0 and "1 when an entry is MISSED" in " ".join(done.stdout.split())
 
 
-# -- runner.schedule, pure -----------------------------------------------------------------------------------
+# -- runner.schedule.schedule, pure -----------------------------------------------------------------------------------
 NOW = dt.datetime(2026, 3, 11, 9, 0)  # a Wednesday, naive local time as cron reads the crontab
 DAILY = Entry("nightly", 0, Schedule("30 2 * * *"), "30 2 * * * /x/runbook run nightly")
 

@@ -7,10 +7,10 @@ import time
 
 from runner import identity
 from runner.errors import UsageError
-from runner.processes import sweep
-from runner.records import now
-from runner.store import Store, process_start_time
-from runner.workspace import Workspace
+from runner.execution.processes import sweep
+from runner.store.records import now
+from runner.store.sqlite import Store, process_start_time
+from runner.definition.workspace import Workspace
 
 
 def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:

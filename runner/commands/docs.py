@@ -3,9 +3,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runner.loader import load_runbook
-from runner.procedures import write_manual
-from runner.workspace import Workspace
+from runner.definition.loader import load_runbook
+from runner.reports.procedures import write_manual
+from runner.definition.workspace import Workspace
 
 
 def docs(ws: Workspace, names: list[str], fmt: str, output: str) -> int:

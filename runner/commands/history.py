@@ -3,12 +3,12 @@ from __future__ import annotations
 import sys
 import time
 
-from runner.durations import format_duration, parse_duration
+from runner.definition.durations import format_duration, parse_duration
 from runner.errors import UsageError
 from runner.output import emit, emit_json, table
-from runner.records import iso
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.store.records import iso
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 
 def history(ws: Workspace, name: str | None, status: str | None, since: str | None, limit: int, as_json: bool) -> int:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import sys
 
-from runner import catalog
+from runner.definition import catalog
 from runner.output import emit, emit_json, table
-from runner.workspace import Workspace
+from runner.definition.workspace import Workspace
 
 
 def list_runbooks(ws: Workspace, tag: str | None, kind: str | None, as_json: bool) -> int:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 from runner.errors import UsageError
-from runner.records import RunRecord, StepRecord, iso
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.store.records import RunRecord, StepRecord, iso
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 _LIVE = ("running",)
 

@@ -4,10 +4,10 @@ import shutil
 import sys
 import time
 
-from runner.durations import parse_duration
+from runner.definition.durations import parse_duration
 from runner.errors import UsageError
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 _LIVE = ("running", "waiting")
 

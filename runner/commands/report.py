@@ -4,11 +4,11 @@ import sys
 import time
 from pathlib import Path
 
-from runner.durations import parse_duration
+from runner.definition.durations import parse_duration
 from runner.errors import UsageError
-from runner.reports import run_document, summarize, summary_document
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.reports.reports import run_document, summarize, summary_document
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 
 def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: str | None) -> int:

@@ -7,14 +7,14 @@ import sys
 from runner import identity
 from runner.commands.run import interactive_session, publish
 from runner.errors import InvalidError, Problem, RunbookError, UsageError
-from runner.executor import Execution, ResumeAction, RunRequest
-from runner.loader import load_runbook
-from runner.manual import approvers
-from runner.params import ResolvedParams
-from runner.progress import Progress
-from runner.records import RunRecord, Signoff, StepRecord, now
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.execution.executor import Execution, ResumeAction, RunRequest
+from runner.definition.loader import load_runbook
+from runner.execution.manual import approvers
+from runner.definition.params import ResolvedParams
+from runner.execution.progress import Progress
+from runner.store.records import RunRecord, Signoff, StepRecord, now
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 
 def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False,

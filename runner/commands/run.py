@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 
 from runner import identity
-from runner.durations import parse_duration
+from runner.definition.durations import parse_duration
 from runner.errors import UsageError
-from runner.loader import load_runbook
-from runner.model import Parameter
+from runner.definition.loader import load_runbook
+from runner.definition.model import Parameter
 from runner.output import emit_json
-from runner.params import parse_assignments, read_params_file, resolve
-from runner.progress import Progress
-from runner.records import RunRecord
-from runner.workspace import Workspace
+from runner.definition.params import parse_assignments, read_params_file, resolve
+from runner.execution.progress import Progress
+from runner.store.records import RunRecord
+from runner.definition.workspace import Workspace
 
 
 def interactive_session(non_interactive: bool) -> bool:
@@ -41,7 +41,7 @@ def run(
     verbose: bool = False,
     junit: str | None = None,
 ) -> int:
-    from runner.executor import Execution, RunRequest  # imports ansible_runner lazily below it
+    from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
     path = ws.runbook_path(name)
     runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
@@ -76,8 +76,8 @@ def run(
 def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
     """The run for CI: a JUnit file when asked, and the job summary where GITHUB_STEP_SUMMARY is set."""
     if junit:
-        from runner.junit import junit_xml
-        from runner.store import Store
+        from runner.reports.junit import junit_xml
+        from runner.store.sqlite import Store
 
         target = Path(junit)
         try:
@@ -87,7 +87,7 @@ def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
             print(f"runbook: warning: cannot write --junit {junit}: {exc.strerror}", file=sys.stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        from runner.summary import markdown
+        from runner.reports.summary import markdown
 
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown(record))

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import schedule
+from runner.schedule import schedule
 from runner.errors import InvalidError, RunbookError
-from runner.files import make_private_dir
-from runner.model import Runbook
+from runner.store.files import make_private_dir
+from runner.definition.model import Runbook
 from runner.output import emit, emit_json, table
-from runner.schedule import CronRun, Entry, Installed
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.schedule.schedule import CronRun, Entry, Installed
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 
 def list_schedules(ws: Workspace, as_json: bool) -> int:

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import textwrap
 
-from runner.durations import format_duration
-from runner.loader import load_runbook
-from runner.model import Runbook, Step
+from runner.definition.durations import format_duration
+from runner.definition.loader import load_runbook
+from runner.definition.model import Runbook, Step
 from runner.output import emit, emit_json, table
-from runner.playbooks import task_names
-from runner.records import iso
-from runner.store import Store
-from runner.workspace import Workspace
+from runner.reports.playbooks import task_names
+from runner.store.records import iso
+from runner.store.sqlite import Store
+from runner.definition.workspace import Workspace
 
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:

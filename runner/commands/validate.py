@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.ansiblebin import ansible_bin
+from runner.execution.ansiblebin import ansible_bin
 from runner.errors import InvalidError, Problem
-from runner.loader import check_runbook
-from runner.model import Runbook
-from runner.workspace import Workspace
+from runner.definition.loader import check_runbook
+from runner.definition.model import Runbook
+from runner.definition.workspace import Workspace
 
 
 def validate(ws: Workspace, names: list[str], syntax_check: bool = True) -> int:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from runner.ansiblebin import ansible_bin
-from runner.processes import MARKER
-from runner.progress import Progress
-from runner.records import HostResult
-from runner.redact import Scrubber
-from runner.files import make_private_dir, open_private, write_private
+from runner.execution.ansiblebin import ansible_bin
+from runner.execution.processes import MARKER
+from runner.execution.progress import Progress
+from runner.store.records import HostResult
+from runner.store.redact import Scrubber
+from runner.store.files import make_private_dir, open_private, write_private
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from runner.model import Step
-from runner.records import RunRecord, Signoff, StepRecord, now
+from runner.definition.model import Step
+from runner.store.records import RunRecord, Signoff, StepRecord, now
 
 
 class Prompter:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunbookError, UsageError
-from runner.files import make_private_dir, write_private
-from runner.records import RunRecord, now
+from runner.store.files import make_private_dir, write_private
+from runner.store.records import RunRecord, now
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -270,7 +270,7 @@ class Store:
         return reaped
 
     def mark_aborted(self, run_id: str) -> None:
-        from runner.processes import sweep
+        from runner.execution.processes import sweep
 
         sweep(run_id)
         try:

@@ -9,14 +9,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.cron import parse_cron
-from runner.durations import parse_duration
+from runner.definition.cron import parse_cron
+from runner.definition.durations import parse_duration
 from runner.errors import InvalidError, Problem
-from runner.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
-from runner.params import coerce
-from runner.yamlfile import Document, KeyPath, format_path, load_document
+from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
+from runner.definition.params import coerce
+from runner.definition.yamlfile import Document, KeyPath, format_path, load_document
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "runbook.schema.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schema" / "runbook.schema.json"
 _STEP_TYPES = ("playbook", "manual", "approval")
 
 
@@ -74,7 +74,7 @@ def check_runbook(
     if problems:
         return None, problems
     if marker is not None and not marker.exists():
-        from runner.files import make_private_dir
+        from runner.store.files import make_private_dir
 
         make_private_dir(marker.parent)
         marker.touch(mode=0o600)
@@ -207,7 +207,7 @@ def playbook_name_problem(name: str) -> str | None:
 
 
 def _expression_problems(doc: Document, where: KeyPath, expression: str) -> list[Problem]:
-    from runner.templating import expression_error
+    from runner.definition.templating import expression_error
 
     error = expression_error(expression)
     return [doc.problem(where, error)] if error else []

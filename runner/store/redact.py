@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from runner.params import REDACTED
+from runner.definition.params import REDACTED
 
 
 class Scrubber:

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.files import make_private_dir, write_private
-from runner.workspace import Workspace
+from runner.store.files import make_private_dir, write_private
+from runner.definition.workspace import Workspace
 
 @dataclass(frozen=True)
 class Entry:

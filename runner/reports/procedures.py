@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.durations import format_duration
-from runner.model import Runbook, Step
-from runner.playbooks import task_names
-from runner.workspace import Workspace
+from runner.definition.durations import format_duration
+from runner.definition.model import Runbook, Step
+from runner.reports.playbooks import task_names
+from runner.definition.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def write_manual(ws: Workspace, runbooks: list[Runbook], fmt: str, target: Path)
 def _html(title: str, markdown_text: str) -> str:
     import markdown  # only the HTML manual needs it
 
-    from runner.reports import render_html
+    from runner.reports.reports import render_html
 
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "sane_lists"])
     return render_html("page.html.j2", title=title, body=body)

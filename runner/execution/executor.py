@@ -16,20 +16,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-from runner import ansiblecfg
-from runner.ansible_step import PlaybookRun, StepOutcome, run_playbook
+from runner.execution import ansiblecfg
+from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError
-from runner.locks import RunLock
-from runner.manual import Prompter, approvers, confirm_all, walk, waiting_message
-from runner.model import Runbook, Step
-from runner.params import ResolvedParams
-from runner.processes import sweep
-from runner.progress import Progress
-from runner.records import RunRecord, Signoff, StepRecord, now
-from runner.redact import Scrubber
-from runner.files import write_private
-from runner.store import Store, process_start_time
-from runner.workspace import Workspace
+from runner.execution.locks import RunLock
+from runner.execution.manual import Prompter, approvers, confirm_all, walk, waiting_message
+from runner.definition.model import Runbook, Step
+from runner.definition.params import ResolvedParams
+from runner.execution.processes import sweep
+from runner.execution.progress import Progress
+from runner.store.records import RunRecord, Signoff, StepRecord, now
+from runner.store.redact import Scrubber
+from runner.store.files import write_private
+from runner.store.sqlite import Store, process_start_time
+from runner.definition.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ class Execution:
             step_record.status = "canceled"
             return _STOP
         if step.when and action is None:
-            from runner.templating import evaluate
+            from runner.definition.templating import evaluate
 
             if not evaluate(step.when, self.request.params.values):
                 step_record.status = "skipped"
@@ -353,7 +353,7 @@ class Execution:
 
     def _notify(self, record: RunRecord) -> None:
         if self.ws.config.notify.webhook:
-            from runner.notify import send
+            from runner.reports.notify import send
 
             send(self.ws.config.notify, record, self.scrub, self.store.root / "logs")
 
@@ -420,7 +420,7 @@ class Execution:
         })
         values.update(extra)
         if step.vars:
-            from runner.templating import render
+            from runner.definition.templating import render
 
             values.update(render(dict(step.vars), params.values))
         kept, secret = {}, {}

@@ -8,10 +8,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from runner.records import RunRecord
-from runner.redact import Scrubber
-from runner.files import make_private_dir, open_private
-from runner.workspace import Notify
+from runner.store.records import RunRecord
+from runner.store.redact import Scrubber
+from runner.store.files import make_private_dir, open_private
+from runner.definition.workspace import Notify
 
 
 def text_of(record: RunRecord) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, MutableMapping
 import yaml
 
 from runner.errors import InvalidError, Problem, UsageError
-from runner.model import Parameter, Runbook
+from runner.definition.model import Parameter, Runbook
 
 REDACTED = "***"
 _TRUE = {"true", "yes", "on", "1", "y"}

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.cron import parse_cron
+from runner.definition.cron import parse_cron
 from runner.errors import InvalidError, Problem, RunbookError
-from runner.loader import check_runbook
-from runner.model import Runbook, Schedule
-from runner.workspace import Workspace
+from runner.definition.loader import check_runbook
+from runner.definition.model import Runbook, Schedule
+from runner.definition.workspace import Workspace
 
 GRACE_SECONDS = 600  # a cron run counts for a due time when it starts within this window after it
 LOG_NAME = "cron.log"

@@ -5,8 +5,8 @@ import os
 import sys
 from typing import TextIO
 
-from runner.durations import format_duration
-from runner.records import RunRecord, StepRecord
+from runner.definition.durations import format_duration
+from runner.store.records import RunRecord, StepRecord
 
 _COLORS = {"ok": "32", "succeeded": "32", "changed": "33", "skipped": "36", "waiting": "36",
            "failed": "31", "unreachable": "35", "timed_out": "31", "canceled": "33", "aborted": "31"}

@@ -1,8 +1,8 @@
 """A run as Markdown: the CI job summary (GITHUB_STEP_SUMMARY) and the `report --format md` document."""
 from __future__ import annotations
 
-from runner.durations import format_duration
-from runner.records import RunRecord, iso
+from runner.definition.durations import format_duration
+from runner.store.records import RunRecord, iso
 
 _ICONS = {"succeeded": "✅", "failed": "❌", "skipped": "⏭", "waiting": "⏸", "pending": "·",
           "timed_out": "⏱", "canceled": "🛑", "aborted": "💥"}

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.durations import format_duration
-from runner.records import RunRecord, iso
-from runner.store import Store
+from runner.definition.durations import format_duration
+from runner.store.records import RunRecord, iso
+from runner.store.sqlite import Store
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,14 +36,14 @@ def run_document(record: RunRecord, run_dir: Path, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(record.to_dict(), indent=2, default=str) + "\n"
     if fmt == "junit":
-        from runner.junit import junit_xml
+        from runner.reports.junit import junit_xml
 
         return junit_xml(record, run_dir)
     if fmt == "md":
-        from runner.summary import markdown
+        from runner.reports.summary import markdown
 
         return markdown(record)
-    from runner.junit import task_results
+    from runner.reports.junit import task_results
 
     tasks = {s.index: list(task_results(s.folder(run_dir))) for s in record.steps}
     return render_html("run.html.j2", run=record, tasks=tasks)

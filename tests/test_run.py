@@ -162,7 +162,7 @@ def test_state_is_private_and_events_are_compacted(alien: Path, state_dir: Path)
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path} has mode {oct(mode)}"
     step = next((state_dir / "runs").glob("*/steps/01-report"))
     names = sorted(p.name for p in step.iterdir())
-    assert names == ["command.json", "events.jsonl.gz", "extravars.json", "rc", "status", "stdout"]
+    assert names == ["command.json", "events.jsonl.gz", "extravars.yml", "rc", "status", "stdout"]
     with gzip.open(step / "events.jsonl.gz", "rt") as handle:
         events = [json.loads(line) for line in handle]
     assert events[-1]["event"] == "playbook_on_stats"

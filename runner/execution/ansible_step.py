@@ -1,22 +1,30 @@
-"""One playbook step through ansible_runner.run: a private data dir, extra vars split so secrets travel
-only in a memory-backed 0600 file, events kept as one compressed file, output scrubbed."""
+"""One playbook step through ansible-runner: extra vars marked unsafe, secrets through a named pipe that
+ansible-playbook reads once, events received in-band and scrubbed before anything is kept. Nothing
+unscrubbed and no environment ever reaches a file, even while the step runs."""
 from __future__ import annotations
 
 import gzip
 import json
 import os
-import shutil
-import tempfile
+import shlex
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
+from runner.execution import fifos
 from runner.execution.ansiblebin import ansible_bin
+from runner.execution.extravars import unsafe_yaml
 from runner.execution.processes import MARKER
 from runner.execution.progress import Progress
+from runner.execution.scratch import scratch_dir
 from runner.store.records import HostResult
 from runner.store.redact import Scrubber
 from runner.store.files import make_private_dir, open_private, write_private
+
+# Our stdout callback (awx_display with events in-band) and the folder ansible-playbook finds it in.
+_CALLBACK = "runbook_events"
+_CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 
 
 @dataclass
@@ -48,70 +56,94 @@ class PlaybookRun:
 
 
 def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled: Callable[[], bool]) -> StepOutcome:
-    import ansible_runner  # the heavy import happens only when something runs
-
     _no_pause_on_pty_close()
     folder = make_private_dir(job.folder)
-    write_private(folder / "extravars.json", json.dumps(job.kept_vars, indent=2, default=str).encode())
-    cmdline = [f"-e @{folder / 'extravars.json'}"]
-    secret_dir = Path(tempfile.mkdtemp(prefix="runbook-", dir=_memory_tmp()))
-    try:
-        if job.secret_vars:
-            secret_file = secret_dir / "secrets.json"
-            write_private(secret_file, json.dumps(job.secret_vars, default=str).encode())
-            cmdline.append(f"-e @{secret_file}")
-        if job.check:
-            cmdline.append("--check")
-        if job.diff:
-            cmdline.append("--diff")
+    var_files = [write_extravars(folder, job.kept_vars)]
+    with scratch_dir(job.run_id) as scratch, secrets_channel(scratch, job.secret_vars) as secret_file:
+        if secret_file is not None:
+            var_files.append(secret_file)
         events = _EventSink(folder, scrub, progress)
-        private = make_private_dir(folder / ".private")
         try:
-            result = ansible_runner.run(
-                private_data_dir=str(private),
-                project_dir=str(job.project_dir),
-                playbook=job.playbook,
-                inventory=str(job.inventory),
-                limit=job.limit,
-                cmdline=" ".join(cmdline),
-                forks=job.forks,
-                envvars={
-                    "ANSIBLE_CONFIG": str(job.ansible_cfg),
-                    "ANSIBLE_NOCOLOR": "1",
-                    "PATH": _path_with_ansible(),
-                    MARKER: job.run_id,
-                },
-                ident="ansible",
-                quiet=True,
-                suppress_output_file=True,
-                fact_cache_type="memory",
-                rotate_artifacts=0,
-                timeout=max(1, int(job.timeout)) if job.timeout is not None else None,
-                settings={"pexpect_timeout": 0.25, "suppress_ansible_output": True},
-                event_handler=events.handle,
-                cancel_callback=canceled,
-            )
+            status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle, canceled)
         finally:
             events.close()
-            _keep_command(private, folder, scrub)
-            shutil.rmtree(private, ignore_errors=True)
-    finally:
-        shutil.rmtree(secret_dir, ignore_errors=True)
-    outcome = events.outcome(result.status, result.rc, job.limit)
+    outcome = events.outcome(status, rc, job.limit)
     outcome.data = events.data
-    write_private(folder / "rc", f"{result.rc}\n".encode())
+    write_private(folder / "rc", f"{rc}\n".encode())
     write_private(folder / "status", f"{outcome.status}\n".encode())
     return outcome
 
 
-def _keep_command(private: Path, folder: Path, scrub: Scrubber) -> None:
-    """Keep the ansible-playbook command line (scrubbed), never the environment ansible-runner records."""
-    path = private / "artifacts" / "ansible" / "command"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def write_extravars(folder: Path, values: Mapping[str, Any]) -> Path:
+    """The step's vars without secrets, kept in its folder as ansible-playbook read them."""
+    path = folder / "extravars.yml"
+    write_private(path, unsafe_yaml(values))
+    return path
+
+
+@contextmanager
+def secrets_channel(folder: Path, values: Mapping[str, Any]) -> Iterator[Path | None]:
+    """The vars holding a secret, readable once through a named pipe in `folder` (None if there are none):
+    they never rest in a file, on a disk or in memory-backed tmpfs."""
+    if not values:
+        yield None
         return
-    kept = {"command": data.get("command"), "cwd": data.get("cwd")}
+    with fifos.feeding(folder / "secrets.yml", unsafe_yaml(values)) as path:
+        yield path
+
+
+def cmdline(job: PlaybookRun, var_files: list[Path]) -> list[str]:
+    """ansible-playbook's options besides inventory, limit and forks (ansible-runner adds those)."""
+    args: list[str] = []
+    for path in var_files:
+        args += ["-e", f"@{path}"]
+    return args + ["--check"] * job.check + ["--diff"] * job.diff
+
+
+def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubber,
+                 handle: Callable[[dict[str, Any]], bool], canceled: Callable[[], bool]) -> tuple[str, int | None]:
+    """ansible-playbook under ansible-runner; returns ansible-runner's status and the exit code."""
+    from ansible_runner import Runner, RunnerConfig  # the heavy import happens only when something runs
+
+    config = RunnerConfig(
+        private_data_dir=str(make_private_dir(private)),
+        project_dir=str(job.project_dir),
+        playbook=job.playbook,
+        inventory=str(job.inventory),
+        limit=job.limit,
+        cmdline=shlex.join(args),  # ansible-runner splits it again with shlex: paths may hold spaces
+        forks=job.forks,
+        envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
+                 "PATH": _path_with_ansible(), MARKER: job.run_id},
+        ident="ansible",
+        quiet=True,
+        fact_cache_type="memory",
+        rotate_artifacts=0,
+        timeout=max(1, int(job.timeout)) if job.timeout is not None else None,
+        settings={"pexpect_timeout": 0.25, "suppress_ansible_output": True, "suppress_output_file": True},
+    )
+    config.prepare()
+    config.env = child_env(config.env, scrub)
+    _keep_command(config.command, config.cwd, job.folder, scrub)
+    with fifos.discarding(Path(config.artifact_dir) / "command"):
+        runner = Runner(config, event_handler=handle, cancel_callback=canceled)
+        runner.run()
+    return str(runner.status), runner.rc
+
+
+def child_env(env: Mapping[str, str], scrub: Scrubber) -> dict[str, str]:
+    """ansible-playbook's environment: no variable that holds a secret, and events sent in-band by our
+    stdout callback instead of through a file per event (no AWX_ISOLATED_DATA_DIR to write them to)."""
+    kept = {k: v for k, v in env.items() if k != "AWX_ISOLATED_DATA_DIR" and scrub.text(v) == v}
+    callbacks = [str(_CALLBACK_DIR), kept.get("ANSIBLE_CALLBACK_PLUGINS", "")]
+    kept["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(p for p in callbacks if p)
+    kept["ANSIBLE_STDOUT_CALLBACK"] = _CALLBACK
+    return kept
+
+
+def _keep_command(command: list[str], cwd: str, folder: Path, scrub: Scrubber) -> None:
+    """Keep the ansible-playbook command line (scrubbed), never the environment."""
+    kept = {"command": command, "cwd": cwd}
     write_private(folder / "command.json", scrub.text(json.dumps(kept, indent=2)).encode())
 
 
@@ -137,12 +169,6 @@ def _path_with_ansible() -> str:
     """PATH with the folder of our ansible-playbook first (a virtualenv's bin is often not on PATH)."""
     folder = str(Path(ansible_bin("ansible-playbook")).parent)
     return os.pathsep.join([folder] + [p for p in os.environ.get("PATH", "").split(os.pathsep) if p != folder])
-
-
-def _memory_tmp() -> str | None:
-    """A memory-backed temp folder (secrets never reach a disk) where there is one."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 class _EventSink:

@@ -1,11 +1,14 @@
 """Every process a run starts carries a marker in its environment, so cancel, timeout and the reaper of
-dead runs can find and stop all of them, including Ansible workers that setsid() out of the process group."""
+dead runs can find and stop all of them, including Ansible workers that setsid() out of the process group.
+Sweeping a run also discards the scratch folders its dead runner left behind."""
 from __future__ import annotations
 
 import os
 import signal
 import time
 from pathlib import Path
+
+from runner.execution.scratch import discard_orphans
 
 MARKER = "RUNBOOK_RUN_MARKER"
 
@@ -28,7 +31,8 @@ def marked(run_id: str) -> list[int]:
 
 
 def sweep(run_id: str, grace: float = 3.0, deadline: float = 9.0) -> int:
-    """SIGTERM every marked process, SIGKILL what is left after `grace`; returns how many were signalled."""
+    """SIGTERM every marked process, SIGKILL what is left after `grace`, then discard the run's scratch
+    folders whose runner is gone; returns how many processes were signalled."""
     started = time.monotonic()
     signalled: set[int] = set()
     sig = signal.SIGTERM
@@ -42,6 +46,7 @@ def sweep(run_id: str, grace: float = 3.0, deadline: float = 9.0) -> int:
         time.sleep(0.1)
         if time.monotonic() - started > grace:
             sig = signal.SIGKILL
+    discard_orphans(run_id)
     return len(signalled)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -261,3 +263,115 @@ def test_extra_vars_file_marks_every_string_unsafe() -> None:
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+# -- F2: a runner killed with SIGKILL mid-step ---------------------------------------------------------
+_CARELESS = """\
+- name: Print the secret, then linger
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: print the token (careless)
+      ansible.builtin.debug: {msg: "the token is {{ token }}"}
+    - name: linger
+      ansible.builtin.command: sleep 300
+      changed_when: false
+"""
+
+
+def test_secret_leaves_no_trace_after_kill_9(spaced: Path, tmp_path: Path) -> None:
+    """While the step runs and after a SIGKILL of the runner and the reaping by the next command, no file
+    under the workspace, the state dir, /tmp or /dev/shm and no process's argv or environment holds it."""
+    from runner.execution.processes import marked
+
+    secret = "S3cr3t-" + secrets.token_hex(12)
+    (spaced / "playbooks" / "careless.yml").write_text(_CARELESS)
+    (spaced / "runbooks" / "careless.yml").write_text(
+        "apiVersion: runbook/v1\nname: careless\ntitle: careless\nversion: 1.0.0\nkind: operation\nowner: t\n"
+        "targets: all\nparameters:\n  token: {type: secret, required: true}\n"
+        "steps:\n  - name: leak\n    playbook: careless.yml\n")
+    params = tmp_path / "params.yml"
+    params.write_text(f"token: {secret}\n")
+    state = Path(os.environ["RUNBOOK_STATE_DIR"])
+    roots = [spaced, state, Path("/tmp"), Path("/dev/shm")]
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "careless", "--params-file", str(params)],
+                            cwd=spaced, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout = _wait_for_step_output(state, "TASK [linger]", proc)
+        params.unlink()  # the operator's own file: the runner has read it long ago
+        assert "the token is ***" in stdout and secret not in stdout
+        run_id = next((state / "runs").iterdir()).name
+        live = marked(run_id)
+        assert live, "ansible-playbook should be running the linger task"
+        assert _processes_holding(secret.encode()) == []
+        assert _files_holding(secret.encode(), roots) == []  # nothing at rest even while the step runs
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    assert secret not in out.decode() + err.decode()
+    assert marked(run_id), "ansible-playbook outlives its killed runner until the reaper comes"
+
+    history = runbook("history", "--json", cwd=spaced)  # the next command reaps the dead run
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout)[0]["status"] == "aborted"
+    assert marked(run_id) == []
+    leftovers = [p for root in (Path("/dev/shm"), Path(tempfile.gettempdir())) for p in root.glob(f"runbook-{run_id}-*")]
+    assert leftovers == []
+    assert _processes_holding(secret.encode()) == []
+    assert _files_holding(secret.encode(), roots) == []
+
+
+def _wait_for_step_output(state: Path, needle: str, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in state.glob("runs/*/steps/*/stdout"):
+            text = path.read_text(errors="replace")
+            if needle in text:
+                return text
+        time.sleep(0.2)
+    raise AssertionError(f"the step never printed {needle!r} (runner exit {proc.poll()})")
+
+
+def _processes_holding(secret: bytes) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                if secret in (entry / part).read_bytes():
+                    found.append(f"{entry.name}/{part}")
+            except OSError:
+                continue
+    return found
+
+
+def _files_holding(secret: bytes, roots: list[Path]) -> list[Path]:
+    """Regular files (never pipes: reading one could block) holding `secret`, .gz files decompressed."""
+    found = []
+    for root in roots:
+        for folder, _dirs, names in os.walk(root):
+            for name in names:
+                path = Path(folder, name)
+                try:
+                    if not stat.S_ISREG(path.lstat().st_mode):
+                        continue
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if secret in data or (path.suffix == ".gz" and secret in _gunzip(data)):
+                    found.append(path)
+    return found
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Every member of a gzip stream, as far as it goes (a killed writer leaves it truncated)."""
+    out = b""
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data)
+        except zlib.error:
+            break
+        data = inflater.unused_data
+    return out

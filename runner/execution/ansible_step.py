@@ -105,8 +105,12 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
     """ansible-playbook under ansible-runner; returns ansible-runner's status and the exit code."""
     from ansible_runner import Runner, RunnerConfig  # the heavy import happens only when something runs
 
+    # ansible-runner reads its settings from env/settings only (a `settings=` argument is dropped when
+    # that file is missing): without suppress_output_file it writes the unscrubbed stdout to disk.
+    settings = {"pexpect_timeout": 0.25, "suppress_ansible_output": True, "suppress_output_file": True}
+    write_private(make_private_dir(private / "env") / "settings", json.dumps(settings).encode())
     config = RunnerConfig(
-        private_data_dir=str(make_private_dir(private)),
+        private_data_dir=str(private),
         project_dir=str(job.project_dir),
         playbook=job.playbook,
         inventory=str(job.inventory),
@@ -120,7 +124,6 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         fact_cache_type="memory",
         rotate_artifacts=0,
         timeout=max(1, int(job.timeout)) if job.timeout is not None else None,
-        settings={"pexpect_timeout": 0.25, "suppress_ansible_output": True, "suppress_output_file": True},
     )
     config.prepare()
     config.env = child_env(config.env, scrub)

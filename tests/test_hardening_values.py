@@ -375,3 +375,13 @@ def _gunzip(data: bytes) -> bytes:
             break
         data = inflater.unused_data
     return out
+
+
+def test_bytes_that_are_not_text_are_refused(spaced: Path, markers: Path) -> None:
+    """A value with no UTF-8 form cannot reach Ansible literally: exit 3, nothing run, nothing altered."""
+    p, out = Payloads(markers), _out(spaced)
+    done = runbook("run", "echo", "-p", f"out={out}", "-p", "text=a\udcff{{ 7 * 7 }}", cwd=spaced,
+                   env={"HV_TOKEN": p.token})
+    assert done.returncode == 3, done.stderr
+    assert "parameters.text:" in done.stderr and "is not valid UTF-8 text" in done.stderr
+    assert not any(out.iterdir())

@@ -35,8 +35,20 @@ class ResolvedParams:
 def coerce(param: Parameter, raw: Any) -> Any:
     """`raw` (text from the CLI or a typed YAML value) as the parameter's type; ValueError says why not."""
     value = _convert(param, raw)
+    _check_text(param, value)
     _check_constraints(param, value)
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(param: Parameter, value: Any) -> None:
+    """Bytes that are not UTF-8 (read from argv or the environment as lone surrogates) have no text form
+    Ansible could receive literally: refused rather than altered."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and _SURROGATE.search(item):
+            raise ValueError(f"{_show(param, item)} is not valid UTF-8 text")
 
 
 def _convert(param: Parameter, raw: Any) -> Any:

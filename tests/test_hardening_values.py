@@ -385,3 +385,28 @@ def test_bytes_that_are_not_text_are_refused(spaced: Path, markers: Path) -> Non
     assert done.returncode == 3, done.stderr
     assert "parameters.text:" in done.stderr and "is not valid UTF-8 text" in done.stderr
     assert not any(out.iterdir())
+
+
+def test_extra_vars_for_ansible_core_before_2_19_tag_every_string() -> None:
+    """Older releases wrap only the node the tag sits on (verified by hand with ansible-core 2.18.19)."""
+    from runner.execution.extravars import unsafe_yaml
+
+    values = {"s": "{{ x }}", "{{ k }}": ["", "true", {"{{ k }}": "{% x %}"}], "n": [1, 2.5, True, None]}
+    root = yaml.compose(unsafe_yaml(values, propagating=False))
+
+    def scalars(node: yaml.Node) -> Iterator[yaml.ScalarNode]:
+        if isinstance(node, yaml.ScalarNode):
+            yield node
+        elif isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                yield from scalars(child)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                yield from scalars(key)
+                yield from scalars(value)
+
+    tags = {(n.value, n.tag) for n in scalars(root) if n.tag != "tag:yaml.org,2002:int"}
+    strings = {value for value, tag in tags if tag == "!unsafe"}
+    assert strings == {"s", "{{ x }}", "{{ k }}", "", "true", "{% x %}", "n"}
+    assert {tag for _, tag in tags} == {"!unsafe", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                                        "tag:yaml.org,2002:null"}

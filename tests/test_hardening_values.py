@@ -410,3 +410,40 @@ def test_extra_vars_for_ansible_core_before_2_19_tag_every_string() -> None:
     assert strings == {"s", "{{ x }}", "{{ k }}", "", "true", "{% x %}", "n"}
     assert {tag for _, tag in tags} == {"!unsafe", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
                                         "tag:yaml.org,2002:null"}
+
+
+# -- the pipes ---------------------------------------------------------------------------------------
+def test_fed_pipe_gives_the_payload_once_and_never_blocks_its_owner(tmp_path: Path) -> None:
+    from runner.execution import fifos
+
+    payload = os.urandom(200_000)  # more than a pipe's buffer
+    with fifos.feeding(tmp_path / "read", payload) as path:
+        assert stat.S_ISFIFO(path.stat().st_mode)
+        assert path.read_bytes() == payload
+    assert not path.exists()
+    started = time.monotonic()
+    with fifos.feeding(tmp_path / "unread", payload) as path:
+        pass  # ansible-playbook failed before reading: the writer must not hang the step
+    assert time.monotonic() - started < 2 and not path.exists()
+
+
+def test_discarding_pipe_swallows_any_amount(tmp_path: Path) -> None:
+    from runner.execution import fifos
+
+    with fifos.discarding(tmp_path / "command") as path:
+        with open(path, "w") as handle:  # what ansible-runner does with its `command` artifact
+            handle.write("x" * 500_000)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_scratch_folders_of_dead_runners_are_discarded(tmp_path: Path) -> None:
+    from runner.execution.scratch import discard_orphans, scratch_dir
+
+    run_id = "20990101T000000Z-scratch-test-" + secrets.token_hex(3)
+    with scratch_dir(run_id) as live:
+        assert discard_orphans(run_id) == [] and live.is_dir()  # its owner (this process) is alive
+        dead = live.with_name(live.name + "-dead")
+        dead.mkdir(mode=0o700)
+        (dead / ".owner").touch()  # nobody holds its lock: the runner that made it was killed
+        assert discard_orphans(run_id) == [dead] and live.is_dir()
+    assert not live.exists()

@@ -112,7 +112,7 @@ def _keep_command(private: Path, folder: Path, scrub: Scrubber) -> None:
     except (OSError, ValueError):
         return
     kept = {"command": data.get("command"), "cwd": data.get("cwd")}
-    write_private(folder / "command.json", scrub.text(json.dumps(kept, indent=2)).encode())
+    write_private(folder / "command.json", scrub.json(kept, indent=2).encode())
 
 
 def _no_pause_on_pty_close() -> None:
@@ -166,7 +166,7 @@ class _EventSink:
             self.stdout.flush()
             self.tail = (self.tail + text.splitlines())[-20:]
             self.progress.ansible_output(text)
-        self.events.write(self.scrub.text(json.dumps(event, default=str)) + "\n")
+        self.events.write(self.scrub.json(event) + "\n")
         self._track(event.get("event", ""), event.get("event_data") or {})
         return False  # already kept: ansible-runner must not write one file per event
 
@@ -192,7 +192,7 @@ class _EventSink:
             self.progress.host_result(host, outcome, "" if ignored else message.splitlines()[0][:300] if message else "")
         elif kind == "playbook_on_stats":
             self.stats = {k: dict(v or {}) for k, v in data.items() if isinstance(v, dict) and k != "artifact_data"}
-            self.data = json.loads(self.scrub.text(json.dumps(data.get("artifact_data") or {}, default=str)))
+            self.data = json.loads(json.dumps(self.scrub.data(data.get("artifact_data") or {}), default=str))
 
     def outcome(self, status: str, rc: int | None, limit: str) -> StepOutcome:
         hosts: dict[str, HostResult] = {}

@@ -89,14 +89,19 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
                 timeout=max(1, int(job.timeout)) if job.timeout is not None else None,
                 settings={"pexpect_timeout": 0.25, "suppress_ansible_output": True},
                 event_handler=events.handle,
-                cancel_callback=canceled,
+                # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
+                cancel_callback=lambda: canceled() or events.failed is not None,
             )
         finally:
             events.close()
-            _keep_command(private, folder, scrub)
-            shutil.rmtree(private, ignore_errors=True)
+            try:
+                _keep_command(private, folder, scrub)
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
     finally:
         shutil.rmtree(secret_dir, ignore_errors=True)
+    if events.failed is not None:
+        raise events.failed
     outcome = events.outcome(result.status, result.rc, job.limit)
     outcome.data = events.data
     write_private(folder / "rc", f"{result.rc}\n".encode())
@@ -158,17 +163,27 @@ class _EventSink:
         self.messages: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
+        self.failed: OSError | None = None  # the first write that failed (a full disk): nothing more is kept
 
     def handle(self, event: dict[str, Any]) -> bool:
         text = self.scrub.text(event.get("stdout") or "")
         if text:
-            self.stdout.write(text + "\n")
-            self.stdout.flush()
+            self._keep(self.stdout, text + "\n")
             self.tail = (self.tail + text.splitlines())[-20:]
             self.progress.ansible_output(text)
-        self.events.write(self.scrub.json(event) + "\n")
+        self._keep(self.events, self.scrub.json(event) + "\n")
         self._track(event.get("event", ""), event.get("event_data") or {})
         return False  # already kept: ansible-runner must not write one file per event
+
+    def _keep(self, handle: Any, text: str) -> None:
+        if self.failed is not None:
+            return
+        try:
+            handle.write(text)
+            if handle is self.stdout:
+                handle.flush()  # `log --follow` reads it live; the events file is flushed at the end
+        except OSError as exc:
+            self.failed = exc
 
     def _track(self, kind: str, data: dict[str, Any]) -> None:
         host = data.get("host")
@@ -228,5 +243,8 @@ class _EventSink:
         return f"ansible-playbook exited {rc}: {detail[:500]}"
 
     def close(self) -> None:
-        self.events.close()
-        self.stdout.close()
+        for handle in (self.events, self.stdout):
+            try:
+                handle.close()
+            except OSError as exc:
+                self.failed = self.failed or exc

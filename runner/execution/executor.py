@@ -251,7 +251,7 @@ class Execution:
         except Exception as exc:
             # Nothing lost on failure: the record says what broke before the error reaches the user.
             record.message = ("stopped: no space left on the disk holding the state dir" if is_disk_full(exc)
-                              else f"internal error: {exc.__class__.__name__}: {exc}")
+                              else self.scrub.text(f"internal error: {exc.__class__.__name__}: {exc}"))
             for step_record in record.steps:
                 if step_record.status == "running":
                     step_record.status, step_record.ended_at = "failed", now()

@@ -42,38 +42,61 @@ class Scrubber:
         for value in secrets:
             if value:
                 bases |= plain_forms(value)
-        # Longest first: a whole secret wins over one of its lines or fragments at the same place.
-        alternatives = [(_pattern(base, level), len(base), level) for base in bases for level in range(JSON_LEVELS + 1)]
-        alternatives.sort(key=lambda a: (-a[1], -a[2], a[0]))
-        self._pattern = re.compile("|".join(a[0] for a in alternatives)) if alternatives else None
-        anchors = {_anchor(base) for base in bases}
-        self._anchors = tuple(sorted(anchors)) if all(len(a) >= _MIN_ANCHOR for a in anchors) else None
+        # Forms are grouped by their anchor (a run of letters and digits every encoding keeps): a group's
+        # regex runs only on text holding its anchor. Forms without one are always looked for, last.
+        by_anchor: dict[str, list[str]] = {}
+        for base in bases:
+            anchor = _anchor(base)
+            by_anchor.setdefault(anchor if len(anchor) >= _MIN_ANCHOR else "", []).append(base)
+        always = by_anchor.pop("", [])
+        # Longest first, within a group and across groups: a whole secret wins over its lines or pieces.
+        groups = sorted(by_anchor.items(), key=lambda item: (-max(map(len, item[1])), item[0]))
+        self._groups = [(anchor, _compile(forms)) for anchor, forms in groups]
+        self._always = _compile(always) if always else None
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._groups) or self._always is not None
 
     def text(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        if self._anchors is not None and not any(anchor in text for anchor in self._anchors):
-            return text
-        return self._pattern.sub(REDACTED, text)
+        return self._scrub(text, self._groups)
 
     def data(self, value: Any) -> Any:
         """`value` (dicts, lists, strings, scalars) with every string, keys included, scrubbed."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self.data(v) for v in value]
-        return value
+        return self._walk(value, self._groups)
 
     def json(self, value: Any, **options: Any) -> str:
         """`value` as JSON, every string scrubbed before it is escaped, then the text once more."""
-        return self.text(json.dumps(self.data(value), default=str, **options))
+        dumped = json.dumps(value, default=str, **options)
+        # Only the groups whose anchor occurs anywhere in the document can match inside it.
+        groups = [group for group in self._groups if group[0] in dumped]
+        if not groups and self._always is None:
+            return dumped
+        return self._scrub(json.dumps(self._walk(value, groups), default=str, **options), groups)
+
+    def _scrub(self, text: str, groups: list[tuple[str, re.Pattern[str]]]) -> str:
+        if not text:
+            return text
+        for anchor, pattern in groups:
+            if anchor in text:
+                text = pattern.sub(REDACTED, text)
+        return self._always.sub(REDACTED, text) if self._always is not None else text
+
+    def _walk(self, value: Any, groups: list[tuple[str, re.Pattern[str]]]) -> Any:
+        if isinstance(value, str):
+            return self._scrub(value, groups)
+        if isinstance(value, dict):
+            return {self._scrub(k, groups) if isinstance(k, str) else k: self._walk(v, groups) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._walk(v, groups) for v in value]
+        return value
+
+
+def _compile(bases: list[str]) -> re.Pattern[str]:
+    """One regex for `bases` at every JSON level, longest first; a level that escapes nothing in a base
+    (letters, digits, most punctuation) gives the same pattern and is kept once."""
+    alternatives = {(len(b), _pattern(b, level)) for b in bases for level in range(JSON_LEVELS + 1)}
+    ordered = sorted(alternatives, key=lambda a: (-a[0], -len(a[1]), a[1]))
+    return re.compile("|".join(pattern for _, pattern in ordered))
 
 
 def plain_forms(value: str) -> set[str]:

@@ -323,8 +323,19 @@ def main(argv: list[str] | None = None) -> None:
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # noqa: BLE001 - one line for people, the traceback kept for bug reports
-        code = _crash(exc)
+        code = _no_space(exc) or _crash(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _no_space(exc: Exception) -> int:
+    """A full disk is the environment's problem, not a bug: one clear line, exit 1."""
+    from runner.store.files import is_disk_full
+
+    if not is_disk_full(exc):
+        return 0
+    where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    print(f"runbook: no space left on the device{where}: free some space and try again", file=sys.stderr)
+    return 1
 
 
 def _crash(exc: Exception) -> int:

@@ -101,6 +101,9 @@ def test_playbook_filling_the_disk_stops_the_run_clearly_and_keeps_what_was_writ
     assert record["steps"][2]["status"] == "pending"  # the run did not go on unrecorded
     assert "written before the disk filled" in (run_dir / "steps" / "01-note" / "stdout").read_text()
     assert not list(run_dir.rglob(".private")), "the step's private data dir (ansible-runner's own files) is left"
+    still_full = runbook("history", cwd=alien)  # reaping the dead run has to write
+    assert "internal error" not in still_full.stderr and "Traceback" not in still_full.stderr
+    assert still_full.returncode == 0 or "no space left" in still_full.stderr
     filler.unlink()
     history = runbook("history", "--json", cwd=alien)
     assert history.returncode == 0, history.stderr

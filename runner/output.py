@@ -92,7 +92,7 @@ def check_writable(path: Path, option: str) -> None:
         if not existed:
             path.unlink()
     except OSError as exc:
-        raise _cannot_write(path, option, exc) from None
+        raise cannot_write(path, option, exc) from None
 
 
 def write_file(path: Path, text: str, option: str) -> None:
@@ -101,9 +101,10 @@ def write_file(path: Path, text: str, option: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise _cannot_write(path, option, exc) from None
+        raise cannot_write(path, option, exc) from None
 
 
-def _cannot_write(path: Path, option: str, exc: OSError) -> UsageError:
+def cannot_write(path: Path, option: str, exc: OSError) -> UsageError:
+    """`exc` from writing where `option` said, as one usage-error line."""
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
     return UsageError(f"cannot write {option} {path}: {exc.strerror or exc}{where}")

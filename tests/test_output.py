@@ -114,3 +114,11 @@ def test_unwritable_output_path_is_a_usage_error_before_the_run(alien: Path, sta
         assert "internal error" not in done.stderr
     if option == "--junit":
         assert not (state_dir / "runs").exists() or not any((state_dir / "runs").iterdir())  # nothing ran
+
+
+def test_docs_into_an_unwritable_folder_is_a_usage_error(alien: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    done = runbook("docs", "-o", str(blocked), cwd=alien)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"runbook: cannot write -o {blocked}: ")

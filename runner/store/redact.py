@@ -115,11 +115,13 @@ def plain_forms(value: str) -> set[str]:
 
 
 def _shell_forms(text: str) -> set[str]:
-    """Inside single quotes (shlex.quote, Ansible's `quote` filter, and the classic '\\'' form), and
-    backslash-escaped (printf %q, "\\$" in double quotes)."""
+    """Inside single quotes (shlex.quote, Ansible's `quote` filter, the classic '\\'' form, and YAML's
+    '' doubling), inside double quotes ("\\$", "\\""), and backslash-escaped (printf %q)."""
     quoted = shlex.quote(text)
     inner = quoted[1:-1] if quoted.startswith("'") and quoted.endswith("'") else quoted
-    return {inner, text.replace("'", "'\\''"), "".join("\\" + c if c in _SHELL_SPECIAL else c for c in text)}
+    return {inner, text.replace("'", "'\\''"), text.replace("'", "''"),
+            "".join("\\" + c if c in '"$`\\' else c for c in text),
+            "".join("\\" + c if c in _SHELL_SPECIAL else c for c in text)}
 
 
 def _url_forms(text: str) -> set[str]:

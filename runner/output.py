@@ -31,7 +31,7 @@ def _escape(match: re.Match[str]) -> str:
 
 class TerminalSafe:
     """A text stream (stdout, stderr) that writes everything through `printable`. A CR at the end of one
-    write waits for the next, so CRLF split across writes is still a newline."""
+    write waits for the next, so CRLF split across writes (or flushes) is still a newline."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -48,9 +48,8 @@ class TerminalSafe:
             self.write(line)
 
     def flush(self) -> None:
-        if self._cr:
-            self.stream.write(printable(self._cr))
-            self._cr = ""
+        # A pending CR stays pending (`log --follow` flushes after every chunk); one left at exit is
+        # a lone CR at the very end, which shows nothing.
         self.stream.flush()
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's own

@@ -57,8 +57,10 @@ def test_terminal_safe_stream_joins_crlf_split_across_writes() -> None:
     stream = TerminalSafe(out)
     for chunk in ("one\r", "\ntwo\r", "x\x1b", "\r"):
         stream.write(chunk)
-    stream.flush()
-    assert out.getvalue() == "one\ntwo\\x0dx\\x1b\\x0d"
+        stream.flush()
+    assert out.getvalue() == "one\ntwo\\x0dx\\x1b"
+    stream.write("y")
+    assert out.getvalue().endswith("\\x1b\\x0dy")
 
 
 def test_recorded_control_characters_are_never_printed_raw(alien: Path, state_dir: Path, tmp_path: Path) -> None:

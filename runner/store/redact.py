@@ -3,10 +3,10 @@ shell give them.
 
 A secret is looked for as a set of plain strings (the value, each line of a multi-line value, its
 shell-quoted, URL-encoded and base64 forms), each of them also at up to three levels of JSON escaping
-(a command's JSON output inside Ansible's JSON result inside an event record). All of it is one
-compiled regex, longest form first, run only on text that holds a run of the secret's letters and
-digits (those look the same in every form), so output without a secret streams through at the speed of
-a substring search."""
+(a command's JSON output inside Ansible's JSON result inside an event record), every character in
+any of its escapes. The forms are grouped by an anchor, a run of letters and digits that looks the same
+in every encoding; each group is one compiled regex, longest form first, run only on text that holds
+its anchor, so output without a secret streams through at the speed of a substring search."""
 from __future__ import annotations
 
 import base64
@@ -29,7 +29,6 @@ _MIN_BASE64 = 8
 _BASE64_WIDTHS = (64, 76)
 # A run of letters and digits this long in every form makes a cheap prefilter; shorter: always scan.
 _MIN_ANCHOR = 3
-_PLAIN = frozenset(string.ascii_letters + string.digits)
 _SHELL_SPECIAL = frozenset(string.punctuation + " \t") - frozenset("_-./,:=@%+")
 
 

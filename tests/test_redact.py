@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
 import shlex
 import sqlite3
 import urllib.parse
@@ -187,3 +188,29 @@ def test_awkward_secrets_leave_no_trace_anywhere(alien: Path, state_dir: Path, t
     assert not leaks, f"{len(leaks)} leaks, e.g. {leaks[:5]}"
     events = next(state_dir.rglob("events.jsonl.gz"))
     assert all(json.loads(line) for line in gzip.decompress(events.read_bytes()).splitlines())
+
+
+ALPHABET = "aZ09-_.:/+=%$'\"\\ \té€😀"
+
+
+def _encode(secret: str, rng: random.Random) -> str:
+    """`secret` as a careless playbook and the layers around it might write it."""
+    how = rng.choice(["plain", "shell", "url", "url_plus", "base64", "printf_q"])
+    text = {"plain": secret, "shell": shlex.quote(secret), "url": urllib.parse.quote(secret, safe=""),
+            "url_plus": urllib.parse.quote_plus(secret), "base64": base64.b64encode(secret.encode()).decode(),
+            "printf_q": "".join("\\" + c if not c.isalnum() and c not in "_-./,:=@%+" and ord(c) < 128 else c
+                                for c in secret)}[how]
+    for _ in range(rng.randrange(4)):
+        text = json.dumps(text, ensure_ascii=rng.random() < 0.5)[1:-1]
+    return text
+
+
+def test_random_secrets_through_random_encodings() -> None:
+    rng = random.Random(20261130)
+    for _ in range(120):
+        secret = "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(4, 24)))
+        scrub = Scrubber([secret])
+        shown = _encode(secret, rng)
+        out = scrub.text(f"before {shown} after")
+        assert REDACTED in out and shown not in out, (secret, shown, out)
+        assert out.startswith("before ") and out.endswith(" after"), (secret, shown, out)

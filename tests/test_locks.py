@@ -85,3 +85,13 @@ def test_a_state_dir_owned_by_another_user_is_refused(alien: Path, state_dir: Pa
     assert f"refusing to use {state_dir}: it belongs to uid 54321, not to you" in message
     assert "RUNBOOK_STATE_DIR" in message
     assert _no_run_started(state_dir)
+
+
+def test_list_still_works_on_a_refused_state_dir(alien: Path, state_dir: Path) -> None:
+    # The catalog cache is only a speed-up: a state dir we may not write to must not hide the catalog.
+    (state_dir / "cache").mkdir(parents=True)
+    for folder in (state_dir, state_dir / "cache"):
+        folder.chmod(0o777)
+    done = runbook("list", cwd=alien)
+    assert done.returncode == 0, done.stderr
+    assert "conditional" in done.stdout

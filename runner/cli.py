@@ -300,28 +300,42 @@ def init(directory: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become messages and exit codes."""
     from runner.errors import RunbookError
+    from runner.output import terminal_safe
 
+    # Recorded text (operator names, notes, Ansible output) may hold terminal controls: show, never obey.
+    sys.stdout, sys.stderr = terminal_safe(sys.stdout), terminal_safe(sys.stderr)
     try:
         code = cli.main(args=argv, prog_name="runbook", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        print("aborted", file=sys.stderr)
         code = 130
     except click.ClickException as exc:
         exc.show()
         code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except RunbookError as exc:
         for problem in getattr(exc, "problems", ()):
-            click.echo(str(problem), err=True)
-        click.echo(f"runbook: {exc}", err=True)
+            print(problem, file=sys.stderr)
+        print(f"runbook: {exc}", file=sys.stderr)
         code = int(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        print("interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # noqa: BLE001 - one line for people, the traceback kept for bug reports
-        code = _crash(exc)
+        code = _no_space(exc) or _crash(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _no_space(exc: Exception) -> int:
+    """A full disk is the environment's problem, not a bug: one clear line, exit 1."""
+    from runner.store.files import is_disk_full
+
+    if not is_disk_full(exc):
+        return 0
+    where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    print(f"runbook: no space left on the device{where}: free some space and try again", file=sys.stderr)
+    return 1
 
 
 def _crash(exc: Exception) -> int:
@@ -331,5 +345,5 @@ def _crash(exc: Exception) -> int:
     fd, path = tempfile.mkstemp(prefix="runbook-error-", suffix=".log")
     with open(fd, "w") as handle:
         traceback.print_exc(file=handle)
-    click.echo(f"runbook: internal error: {exc.__class__.__name__}: {exc} (traceback in {path})", err=True)
+    print(f"runbook: internal error: {exc.__class__.__name__}: {exc} (traceback in {path})", file=sys.stderr)
     return 1

@@ -49,6 +49,13 @@ class InvalidError(RunbookError):
         self.problems = problems
 
 
+class NoSpaceError(RunbookError):
+    """The disk holding the state dir is full: exit 3 when nothing ran yet, 1 when a run was stopped."""
+
+    def __init__(self, message: str, started: bool) -> None:
+        super().__init__(message)
+        self.exit_code = ExitCode.FAILED if started else ExitCode.INVALID
+
 
 class LockedError(RunbookError):
     exit_code = ExitCode.LOCKED

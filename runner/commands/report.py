@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runner.definition.durations import parse_duration
 from runner.errors import UsageError
+from runner.output import check_writable, write_file
 from runner.reports.reports import run_document, summarize, summary_document
 from runner.store.sqlite import Store
 from runner.definition.workspace import Workspace
@@ -16,6 +17,9 @@ def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: 
     store = Store(ws.state_dir)
     if (ref is None) == (since is None):
         raise UsageError("give either RUN (one run) or --since DUR (the periodic summary)")
+    target = Path(output) if output not in (None, "-") else None
+    if target is not None:
+        check_writable(target, "-o")
     if ref is not None:
         run_id = store.resolve(ref)
         text = run_document(store.load(run_id), store.run_dir(run_id), fmt)
@@ -29,15 +33,9 @@ def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: 
         store.reap_dead_runs()
         until = time.time()
         text = summary_document(summarize(store, until - window, until), fmt)
-    _write(text, output)
-    return 0
-
-
-def _write(text: str, output: str | None) -> None:
-    if output is None or output == "-":
+    if target is None:
         sys.stdout.write(text)
-        return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}", file=sys.stderr)
+        return 0
+    write_file(target, text, "-o")
+    print(f"wrote {target}", file=sys.stderr)
+    return 0

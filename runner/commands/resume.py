@@ -3,6 +3,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from pathlib import Path
 
 from runner import identity
 from runner.commands.run import interactive_session, publish
@@ -12,6 +13,7 @@ from runner.definition.loader import load_runbook
 from runner.execution.manual import approvers
 from runner.definition.params import ResolvedParams
 from runner.execution.progress import Progress
+from runner.output import check_writable
 from runner.store.records import RunRecord, Signoff, StepRecord, now
 from runner.store.sqlite import Store
 from runner.definition.workspace import Workspace
@@ -20,6 +22,8 @@ from runner.definition.workspace import Workspace
 def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False,
            junit: str | None = None) -> int:
     """Continue a run waiting at a manual step or an approval, in the same run."""
+    if junit:
+        check_writable(Path(junit), "--junit")
     store = Store(ws.state_dir)
     record = store.load(store.resolve(ref))
     step = waiting_step(record)

@@ -10,7 +10,7 @@ from runner.definition.durations import parse_duration
 from runner.errors import UsageError
 from runner.definition.loader import load_runbook
 from runner.definition.model import Parameter
-from runner.output import emit_json
+from runner.output import check_writable, emit_json, write_file
 from runner.definition.params import parse_assignments, read_params_file, resolve
 from runner.execution.progress import Progress
 from runner.store.records import RunRecord
@@ -43,6 +43,8 @@ def run(
 ) -> int:
     from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
+    if junit:
+        check_writable(Path(junit), "--junit")  # refused before anything runs, not after
     path = ws.runbook_path(name)
     runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
     interactive = interactive_session(non_interactive)
@@ -79,12 +81,10 @@ def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
         from runner.reports.junit import junit_xml
         from runner.store.sqlite import Store
 
-        target = Path(junit)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(junit_xml(record, Store(ws.state_dir).run_dir(record.id)), encoding="utf-8")
-        except OSError as exc:  # the run's outcome stands; the report is what failed
-            print(f"runbook: warning: cannot write --junit {junit}: {exc.strerror}", file=sys.stderr)
+            write_file(Path(junit), junit_xml(record, Store(ws.state_dir).run_dir(record.id)), "--junit")
+        except UsageError as exc:  # checked before the run; if it fails now, the run's outcome stands
+            print(f"runbook: warning: {exc}", file=sys.stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         from runner.reports.summary import markdown

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import InvalidError
 from runner.store.files import make_private_dir, write_private
 from runner.definition.workspace import Workspace
 
@@ -75,6 +76,6 @@ def _cached_entries(ws: Workspace) -> list[Entry]:
         try:
             make_private_dir(cache_file.parent)
             write_private(cache_file, json.dumps(fresh).encode())
-        except OSError:
-            pass  # a read-only state dir only costs speed
+        except (OSError, InvalidError):
+            pass  # a read-only (or refused: not ours, writable by others) state dir only costs speed
     return found

@@ -14,7 +14,7 @@ import yaml
 from runner.errors import InvalidError, Problem, UsageError
 from runner.definition.model import Parameter, Runbook
 
-REDACTED = "***"
+from runner.store.records import REDACTED  # re-exported: the one mark of a secret
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
 

@@ -64,9 +64,13 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
             var_files.append(secret_file)
         events = _EventSink(folder, scrub, progress)
         try:
-            status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle, canceled)
+            # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
+            status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle,
+                                      lambda: canceled() or events.failed is not None)
         finally:
             events.close()
+    if events.failed is not None:
+        raise events.failed
     outcome = events.outcome(status, rc, job.limit)
     outcome.data = events.data
     write_private(folder / "rc", f"{rc}\n".encode())
@@ -147,7 +151,7 @@ def child_env(env: Mapping[str, str], scrub: Scrubber) -> dict[str, str]:
 def _keep_command(command: list[str], cwd: str, folder: Path, scrub: Scrubber) -> None:
     """Keep the ansible-playbook command line (scrubbed), never the environment."""
     kept = {"command": command, "cwd": cwd}
-    write_private(folder / "command.json", scrub.text(json.dumps(kept, indent=2)).encode())
+    write_private(folder / "command.json", scrub.json(kept, indent=2).encode())
 
 
 def _no_pause_on_pty_close() -> None:
@@ -187,17 +191,27 @@ class _EventSink:
         self.messages: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
+        self.failed: OSError | None = None  # the first write that failed (a full disk): nothing more is kept
 
     def handle(self, event: dict[str, Any]) -> bool:
         text = self.scrub.text(event.get("stdout") or "")
         if text:
-            self.stdout.write(text + "\n")
-            self.stdout.flush()
+            self._keep(self.stdout, text + "\n")
             self.tail = (self.tail + text.splitlines())[-20:]
             self.progress.ansible_output(text)
-        self.events.write(self.scrub.text(json.dumps(event, default=str)) + "\n")
+        self._keep(self.events, self.scrub.json(event) + "\n")
         self._track(event.get("event", ""), event.get("event_data") or {})
         return False  # already kept: ansible-runner must not write one file per event
+
+    def _keep(self, handle: Any, text: str) -> None:
+        if self.failed is not None:
+            return
+        try:
+            handle.write(text)
+            if handle is self.stdout:
+                handle.flush()  # `log --follow` reads it live; the events file is flushed at the end
+        except OSError as exc:
+            self.failed = exc
 
     def _track(self, kind: str, data: dict[str, Any]) -> None:
         host = data.get("host")
@@ -221,7 +235,7 @@ class _EventSink:
             self.progress.host_result(host, outcome, "" if ignored else message.splitlines()[0][:300] if message else "")
         elif kind == "playbook_on_stats":
             self.stats = {k: dict(v or {}) for k, v in data.items() if isinstance(v, dict) and k != "artifact_data"}
-            self.data = json.loads(self.scrub.text(json.dumps(data.get("artifact_data") or {}, default=str)))
+            self.data = json.loads(json.dumps(self.scrub.data(data.get("artifact_data") or {}), default=str))
 
     def outcome(self, status: str, rc: int | None, limit: str) -> StepOutcome:
         hosts: dict[str, HostResult] = {}
@@ -257,5 +271,8 @@ class _EventSink:
         return f"ansible-playbook exited {rc}: {detail[:500]}"
 
     def close(self) -> None:
-        self.events.close()
-        self.stdout.close()
+        for handle in (self.events, self.stdout):
+            try:
+                handle.close()
+            except OSError as exc:
+                self.failed = self.failed or exc

@@ -17,8 +17,9 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from runner.execution import ansiblecfg
+from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
-from runner.errors import ExitCode, InvalidError, LockedError
+from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
 from runner.execution.locks import RunLock
 from runner.execution.manual import Prompter, approvers, confirm_all, walk, waiting_message
 from runner.definition.model import Runbook, Step
@@ -27,7 +28,7 @@ from runner.execution.processes import sweep
 from runner.execution.progress import Progress
 from runner.store.records import RunRecord, Signoff, StepRecord, now
 from runner.store.redact import Scrubber
-from runner.store.files import write_private
+from runner.store.files import is_disk_full, write_private
 from runner.store.sqlite import Store, process_start_time
 from runner.definition.workspace import Workspace
 
@@ -146,18 +147,23 @@ class Execution:
             raise InvalidError(f"{ws.display(runbook.path)}: playbook not found in "
                                f"{ws.display(ws.playbooks_dir)}/: {', '.join(missing)}")
         self.limit = compute_limit(runbook.targets, request.limit)
+        if self.playbooks:
+            ansible_bin("ansible-playbook")  # missing: refused here, before any record is written
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self) -> RunRecord:
-        run_id = self.store.new_run_id(self.runbook.name)
+        run_id, started = "", False
         try:
+            run_id = self.store.new_run_id(self.runbook.name)
             with self._locked(run_id):
                 record = self._new_record(run_id)
                 self.store.save(record)
+                started = True
                 return self._drive(record, 0)
-        except LockedError:
-            shutil.rmtree(self.store.run_dir(run_id), ignore_errors=True)
-            raise
+        except BaseException as exc:
+            if run_id and not started:  # refused before anything ran: leave no half-made run folder
+                shutil.rmtree(self.store.run_dir(run_id), ignore_errors=True)
+            raise self._no_space(exc, run_id if started else "") or exc
         finally:
             self.store.close()
 
@@ -170,8 +176,20 @@ class Execution:
                 record.pid_start, record.hostname = process_start_time(os.getpid()), socket.gethostname()
                 self.store.save(record)
                 return self._drive(record, index, action)
+        except BaseException as exc:
+            raise self._no_space(exc, record.id) or exc
         finally:
             self.store.close()
+
+    def _no_space(self, exc: BaseException, run_id: str) -> NoSpaceError | None:
+        """A full disk as one clear line: what happened to the run, and what to do."""
+        if not is_disk_full(exc):
+            return None
+        where = f"no space left on the disk holding the state dir {self.store.root}"
+        if not run_id:
+            return NoSpaceError(f"{where}: nothing was run; free some space and run again", started=False)
+        return NoSpaceError(f"{where}: run {run_id} was stopped; what was written before is kept "
+                            f"(runbook log {run_id}); free some space, then see: runbook history", started=True)
 
     @contextmanager
     def _locked(self, run_id: str) -> Iterator[None]:
@@ -232,7 +250,8 @@ class Execution:
                 self._run_handlers(record, failed)
         except Exception as exc:
             # Nothing lost on failure: the record says what broke before the error reaches the user.
-            record.message = f"internal error: {exc.__class__.__name__}: {exc}"
+            record.message = ("stopped: no space left on the disk holding the state dir" if is_disk_full(exc)
+                              else self.scrub.text(f"internal error: {exc.__class__.__name__}: {exc}"))
             for step_record in record.steps:
                 if step_record.status == "running":
                     step_record.status, step_record.ended_at = "failed", now()

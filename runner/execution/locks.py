@@ -1,12 +1,15 @@
 """Advisory run locks on flock(2): the kernel releases them when the holder dies, however it dies."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
-from runner.errors import LockedError
+from runner.errors import InvalidError, LockedError
+from runner.store.files import check_private_dir
 
 
 class RunLock:
@@ -17,7 +20,7 @@ class RunLock:
 
     def acquire(self, holder: str, wait: float | None = None) -> None:
         """Take the lock for `holder` (a run id), waiting up to `wait` seconds; LockedError names the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         deadline = time.monotonic() + (wait or 0)
         while True:
             try:
@@ -25,7 +28,7 @@ class RunLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    current = self.holder()
+                    current = _holder(fd)
                     os.close(fd)
                     waited = f" after waiting {wait:g}s" if wait else ""
                     raise LockedError(
@@ -33,16 +36,34 @@ class RunLock:
                         "wait with --wait-lock DUR, or see: runbook history"
                     ) from None
                 time.sleep(0.2)
+        # Ours, regular, not linked anywhere else (checked in _open) and locked: safe to rewrite.
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{holder} {os.getpid()}\n".encode(), 0)
         self._fd = fd
 
-    def holder(self) -> str | None:
+    def _open(self) -> int:
+        """The lock file, never through a symlink, never truncated on open, and only a plain file of ours."""
+        check_private_dir(self.path.parent.parent)  # the state dir
+        check_private_dir(self.path.parent)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            text = self.path.read_text().split()
-        except OSError:
-            return None
-        return text[0] if text else None
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refuse("is a symbolic link") from None
+            raise
+        info = os.fstat(fd)
+        problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode)
+                   else "belongs to another user" if info.st_uid != os.geteuid()
+                   else "has other hard links" if info.st_nlink != 1 else "")
+        if problem:
+            os.close(fd)
+            raise self._refuse(problem)
+        return fd
+
+    def _refuse(self, problem: str) -> InvalidError:
+        return InvalidError(f"lock file {self.path} {problem}: refusing to open it (it could point at "
+                            f"another file); check the state dir, remove it (rm {self.path}) and run again")
 
     def release(self) -> None:
         if self._fd is not None:
@@ -50,3 +71,8 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _holder(fd: int) -> str | None:
+    text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+    return text[0] if text else None

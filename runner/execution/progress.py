@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from runner.definition.durations import format_duration
+from runner.output import printable, raw
 from runner.store.records import RunRecord, StepRecord
 
 _COLORS = {"ok": "32", "succeeded": "32", "changed": "33", "skipped": "36", "waiting": "36",
@@ -25,7 +26,8 @@ class Progress:
     """What a run shows while it works. quiet: only errors and the final line (for cron)."""
 
     def __init__(self, stream: TextIO | None = None, quiet: bool = False, verbose: bool = False) -> None:
-        self.stream = stream or sys.stderr
+        # Its own escapes (colours, the rewritten status line) pass; every text in them is made printable.
+        self.stream = raw(stream or sys.stderr)
         self.tty = self.stream.isatty()
         self.color = use_color(self.stream)
         self.quiet = quiet
@@ -36,13 +38,13 @@ class Progress:
         self._done: set[str] = set()
         self._status_shown = False
 
-    def _line(self, text: str, always: bool = False) -> None:
+    def _line(self, text: str, always: bool = False, status: str = "") -> None:
         if self.quiet and not always:
             return
         if self._status_shown:
             self.stream.write("\r\033[K")
             self._status_shown = False
-        self.stream.write(text + "\n")
+        self.stream.write(paint(printable(text), status, self.color) + "\n")
         self.stream.flush()
 
     def _status(self) -> None:
@@ -51,7 +53,7 @@ class Progress:
         hosts = f"{len(self._done)}/{len(self._started)} hosts" if self._started else ""
         text = f"{self._label} {self._task}  {hosts}".rstrip()
         width = os.get_terminal_size(self.stream.fileno()).columns if self.tty else 120
-        self.stream.write("\r\033[K" + text[: max(width - 1, 20)])
+        self.stream.write("\r\033[K" + printable(text)[: max(width - 1, 20)])
         self.stream.flush()
         self._status_shown = True
 
@@ -85,7 +87,7 @@ class Progress:
         if outcome in ("failed", "unreachable") and not self.verbose:
             message = message.removeprefix(f"{host}: ")  # playbooks often name the host themselves
             text = f"  {outcome.upper()}: {host}" + (f": {message}" if message else "")
-            self._line(paint(text, outcome, self.color), always=True)
+            self._line(text, always=True, status=outcome)
         self._status()
 
     def ansible_output(self, text: str) -> None:
@@ -99,7 +101,7 @@ class Progress:
         text = f"{self._label} {step.status}" + (f" ({summary})" if summary else "") + (f" in {took}" if took else "")
         if step.message and not step.hosts:
             text += f": {step.message}"
-        self._line(paint(text, step.status, self.color), always=step.status not in ("succeeded", "skipped"))
+        self._line(text, always=step.status not in ("succeeded", "skipped"), status=step.status)
 
     def note(self, text: str) -> None:
         self._line(text, always=True)
@@ -115,4 +117,4 @@ class Progress:
             text += f"; unreachable: {', '.join(unreachable)}"
         if record.message and record.status != "succeeded":
             text += f"; {record.message}"
-        self._line(paint(text, record.status, self.color), always=True)
+        self._line(text, always=True, status=record.status)

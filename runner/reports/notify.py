@@ -31,7 +31,7 @@ def send(config: Notify, record: RunRecord, scrub: Scrubber, log_dir: Path) -> b
     """POST the notification if the outcome is chosen; False (and a log line) when it cannot be delivered."""
     if not config.webhook or record.status not in config.on:
         return True
-    body = scrub.text(json.dumps({"text": text_of(record), "run": record.to_dict()}, default=str)).encode()
+    body = scrub.json({"text": text_of(record), "run": record.to_dict()}).encode()
     request = urllib.request.Request(config.webhook, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "runbook"})
     try:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
+# What a record, a log or any output shows in place of a secret value.
+REDACTED = "***"
 
 
 def now() -> float:

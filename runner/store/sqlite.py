@@ -134,6 +134,7 @@ class Store:
 
     def new_run_id(self, runbook: str) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        make_private_dir(self.root)  # refuses a state dir someone else could change
         make_private_dir(self.runs_dir)
         while True:
             run_id = f"{stamp}-{runbook}-{secrets.token_hex(2)}"

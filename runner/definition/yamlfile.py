@@ -172,9 +172,10 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except Exception:  # noqa: BLE001 - ValueError, KeyError, ConstructorError...: PyYAML's own constructors
             what = _TYPE_NAMES.get(node.tag)
-            self._problem(node, path, f"{_short(str(node.value))!r} is not {what}" if what else
-                          f"{_short(str(node.value))!r} cannot be read" + " (quote it to make it text)")
-            return None
+            hint = " (quote it to make it text)" if what is None or node.tag == _CORE + "timestamp" else ""
+            self._problem(node, path, f"{_short(str(node.value))!r} " + (f"is not {what}" if what else "cannot be read")
+                          + hint)
+            return str(node.value)  # checked further as the text it is, as if quoted
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[Any, Any]:
         self.loader.flatten_mapping(node)

@@ -32,7 +32,7 @@ def crontab_problem(value: Any) -> str | None:
     for text in texts:
         found = _UNSAFE.search(text)
         if found:
-            return (f"holds the control character U+{ord(found.group()):04X}, which a crontab line cannot carry "
+            return (f"holds a line break or control character (U+{ord(found.group()):04X}), which a crontab line cannot carry "
                     "(one entry is one line)")
         if "\\%" in text:
             return "holds a backslash before a %, which cron cannot carry"

@@ -85,7 +85,7 @@ def assert_problems(problems: list[Problem]) -> None:
     assert all(isinstance(p, Problem) and p.message for p in problems)
 
 
-@settings(max_examples=int(1500 * SCALE), **COMMON)  # type: ignore[arg-type]
+@settings(max_examples=int(1200 * SCALE), **COMMON)  # type: ignore[arg-type]
 @given(texts)
 def test_yaml_loader_answers_data_or_problems(text: str) -> None:
     doc, problems = load_document(text, "fuzz.yml")
@@ -93,7 +93,7 @@ def test_yaml_loader_answers_data_or_problems(text: str) -> None:
     assert doc is not None or problems
 
 
-@settings(max_examples=int(500 * SCALE), **COMMON)  # type: ignore[arg-type]
+@settings(max_examples=int(400 * SCALE), **COMMON)  # type: ignore[arg-type]
 @given(runbook_texts())
 def test_runbook_loader_answers_a_runbook_or_problems(text: str) -> None:
     path = WORK / "fuzz.yml"
@@ -127,7 +127,7 @@ def params_runbook() -> Runbook:
 NAMES = st.sampled_from(["s", "i", "n", "b", "c", "l", "t", "unknown", "", " s", "s "])
 
 
-@settings(max_examples=int(1500 * SCALE), **COMMON)  # type: ignore[arg-type]
+@settings(max_examples=int(1200 * SCALE), **COMMON)  # type: ignore[arg-type]
 @given(st.lists(st.one_of(st.tuples(NAMES, st.one_of(texts, yamlish)).map(lambda kv: f"{kv[0]}={kv[1]}"), texts),
                 max_size=6),
        st.dictionaries(NAMES, st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=3))
@@ -143,7 +143,7 @@ def test_parameters_parse_into_values_or_an_invalid_error(pairs: list[str], file
     assert set(resolved.values) == {p.name for p in runbook.parameters}
 
 
-@settings(max_examples=int(500 * SCALE), **COMMON)  # type: ignore[arg-type]
+@settings(max_examples=int(400 * SCALE), **COMMON)  # type: ignore[arg-type]
 @given(st.one_of(st.binary(max_size=300), texts.map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_a_params_file_reads_as_a_mapping_or_an_error(raw: bytes) -> None:
     path = WORK / "params.yml"

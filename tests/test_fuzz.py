@@ -1,5 +1,5 @@
 """Runs the property-based fuzzing of tests/fuzz_properties.py (the YAML loader, the runbook loader and
-parameter parsing: about 4,000 examples) in a child pytest held to an address-space limit, so an input that
+parameter parsing: about 3,200 examples) in a child pytest held to an address-space limit, so an input that
 exhausts memory fails here instead of taking the machine, and to a time limit (each example also has
 hypothesis' deadline)."""
 from __future__ import annotations

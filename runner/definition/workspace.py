@@ -66,12 +66,14 @@ class Workspace:
         return sorted(files, key=lambda p: p.stem)
 
     def runbook_path(self, name: str) -> Path:
-        for suffix in (".yml", ".yaml"):
-            path = self.runbooks_dir / f"{name}{suffix}"
-            if path.is_file() and "/" not in name:
-                return path
+        if "/" not in name and "\0" not in name and 0 < len(name) <= 200:
+            for suffix in (".yml", ".yaml"):
+                path = self.runbooks_dir / f"{name}{suffix}"
+                if path.is_file():
+                    return path
         known = ", ".join(p.stem for p in self.runbook_files()) or "none"
-        raise UsageError(f"no runbook named {name!r} in {self.runbooks_dir} (known: {known})")
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+        raise UsageError(f"no runbook named {shown} in {self.runbooks_dir} (known: {known})")
 
     def display(self, path: Path) -> str:
         """`path` relative to the workspace, as error messages show it."""
@@ -106,8 +108,13 @@ def find_root(explicit: str | None, cwd: Path | None = None) -> Path:
     """--workspace, else RUNBOOK_WORKSPACE, else the nearest ancestor holding runbooks/."""
     chosen = explicit or os.environ.get("RUNBOOK_WORKSPACE")
     if chosen:
-        root = Path(chosen).expanduser().resolve()
-        if not (root / "runbooks").is_dir():
+        try:
+            root = Path(chosen).expanduser().resolve()
+            is_workspace = (root / "runbooks").is_dir()
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            shown = chosen if len(chosen) <= 80 else chosen[:60] + "..."
+            raise UsageError(f"{shown}: not a usable workspace folder ({exc.__class__.__name__})") from None
+        if not is_workspace:
             raise UsageError(f"{root} is not a workspace (no runbooks/ folder); create one with: runbook init {root}")
         return root
     start = (cwd or Path.cwd()).resolve()

@@ -86,7 +86,7 @@ def cases(ws: Path, tmp: Path) -> list[list[str]]:
                    ["--params-file", missing], ["--params-file", str(ws / "runbooks" / "binary.yml")],
                    ["--params-file", str(ws / "runbooks" / "laughs.yml")], ["--forks", "-1", "-p", "shout=x"],
                    ["--forks", "99999999999999999999999"], ["-i", "../../etc", "-p", "shout=x"],
-                   ["-i", HUGE, "-p", "shout=x"], ["--trigger", "bogus"], ["--junit", blocked, "-p", "shout=x"]):
+                   ["-i", HUGE], ["-i", "x" * 5000], ["-i", str(ws / "runbooks" / "fifo.yml" / "x")], ["--trigger", "bogus"], ["--junit", blocked, "-p", "shout=x"]):
         out.append(["run", "conditional", "--non-interactive", *params])
     out += [["log", "last", "--step", "999"], ["log", "last", "--step", HUGE], ["log", "last", "--host", "é\x1b"],
             ["report", "last", "--format", "bogus"], ["report", "last", "-o", blocked],

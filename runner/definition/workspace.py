@@ -93,14 +93,18 @@ class Workspace:
     def inventory_path(self, name_or_path: str | None) -> Path:
         """An inventory by name (inventories/<name>[.yml|.yaml|.ini|/]) or by path."""
         name = name_or_path or self.config.inventory
-        for candidate in (self.inventories_dir / name, *(self.inventories_dir / f"{name}{s}" for s in (".yml", ".yaml", ".ini", ".json"))):
-            if candidate.exists() and "/" not in name:
-                return candidate
-        path = Path(name).expanduser()
-        if path.exists():
-            return path.resolve()
+        try:
+            for candidate in (self.inventories_dir / name, *(self.inventories_dir / f"{name}{s}" for s in (".yml", ".yaml", ".ini", ".json"))):
+                if candidate.exists() and "/" not in name:
+                    return candidate
+            path = Path(name).expanduser()
+            if path.exists():
+                return path.resolve()
+        except (OSError, RuntimeError):
+            pass  # a name too long for the file system, a symlink loop: no such inventory
         known = sorted({p.stem for p in self.inventories_dir.iterdir()}) if self.inventories_dir.is_dir() else []
-        raise InvalidError(f"no inventory {name!r}: not in {self.display(self.inventories_dir)}/ "
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+        raise InvalidError(f"no inventory {shown}: not in {self.display(self.inventories_dir)}/ "
                            f"(known: {', '.join(known) or 'none'}) and not a path")
 
 

@@ -130,3 +130,15 @@ def test_hostile_files_are_reported_and_the_good_runbooks_still_listed(hostile: 
     assert "runbooks/fifo.yml: cannot read: not a regular file" in done.stderr
     prefix = runbook("-w", str(hostile), "log", "20")
     assert prefix.returncode == 2 and "matches several runs" in prefix.stderr
+
+
+@pytest.mark.parametrize("config", [b"notify = 1\n", b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", b"inventory = 5\n",
+                                    b"[notify]\ntimeout = 'x'\n", b"state_dir = 5\n", b"forks = true\n",
+                                    b"\xff\xfe\x00", b"[[notify]]\n"])
+def test_a_hostile_runbook_toml_is_an_invalid_configuration(tmp_path: Path, config: bytes,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbook.toml").write_bytes(config)
+    for command in (["list"], ["history"], ["schedule", "list"]):
+        code, err = invoke(["-w", str(tmp_path), *command], capsys)
+        assert code == 3 and "runbook.toml" in err and "internal error" not in err, err

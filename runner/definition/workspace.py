@@ -139,13 +139,23 @@ def load_config(path: Path) -> Config:
         return Config()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidError(f"{path}: invalid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InvalidError(f"{path}: invalid TOML: {reason}") from None
     problems = [Problem(path.name, None, key, "unknown key") for key in data if key not in _CONFIG_KEYS]
     notify = data.get("notify", {})
+    if not isinstance(notify, dict):
+        problems.append(Problem(path.name, None, "notify", "expected a table: [notify]"))
+        notify = {}
     problems += [Problem(path.name, None, f"notify.{k}", "unknown key") for k in notify if k not in _NOTIFY_KEYS]
+    for key in ("inventory", "state_dir"):
+        if key in data and not (isinstance(data[key], str) and data[key]):
+            problems.append(Problem(path.name, None, key, f"{data[key]!r} is not a non-empty string"))
+    timeout = notify.get("timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        problems.append(Problem(path.name, None, "notify.timeout", f"{timeout!r} is not a number of seconds (up to 3600)"))
     forks = data.get("forks")
-    if forks is not None and (not isinstance(forks, int) or forks < 1):
+    if forks is not None and (isinstance(forks, bool) or not isinstance(forks, int) or forks < 1):
         problems.append(Problem(path.name, None, "forks", f"{forks!r} is not a positive integer"))
     outcomes = ("succeeded", "failed", "waiting", "timed_out", "canceled", "aborted")
     on = notify.get("on", list(Notify.on))

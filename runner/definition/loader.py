@@ -17,6 +17,9 @@ from runner.definition.params import coerce, compile_pattern
 from runner.definition.yamlfile import Document, KeyPath, format_path, load_document, read_limited
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schema" / "runbook.schema.json"
+# Part of the validation cache's key: change it when the checks change, so a file an older loader
+# accepted (a cron that never fires, an RE2-less pattern) is checked again.
+CHECKS_VERSION = "2"
 _STEP_TYPES = ("playbook", "manual", "approval")
 
 
@@ -41,7 +44,7 @@ def _cache_key(raw: bytes, path: Path) -> str:
     from runner import __version__
 
     digest = hashlib.sha256(raw)
-    for part in (path.stem, __version__):
+    for part in (path.stem, __version__, CHECKS_VERSION):
         digest.update(b"\0" + part.encode())
     digest.update(SCHEMA_PATH.read_bytes())
     return digest.hexdigest()

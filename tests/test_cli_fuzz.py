@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from runner.cli import main
 
@@ -118,6 +119,29 @@ def test_every_command_answers_hostile_arguments_and_files_with_a_documented_exi
             shown = [a if len(a) < 60 else a[:20] + f"...({len(a)})" for a in argv[2:]]
             failures.append(f"{shown}: exit {code}: {err.strip()[-300:]}")
     assert not failures, "\n".join(failures)
+
+
+# Commands that only read (run would start Ansible, init writes where it is told, install edits the crontab).
+READERS = [["list"], ["show"], ["validate", "--no-syntax-check"], ["history"], ["log"], ["report"], ["cancel"],
+           ["approve"], ["resume", "--non-interactive"], ["docs", "-o", "manual"], ["schedule", "list"],
+           ["schedule", "status"], ["prune", "--dry-run", "--older-than"]]
+WORDS = ODD[:-1] + ["conditional", "nightly-note", "laughs", "fifo", "zero", "a-folder", "last", "2026", "20",
+                    "--json", "--tag", "--kind", "--since", "--status", "-n", "--step", "--host", "--format", "-o",
+                    "--note", "--reject", "--keep", "7d", "0s", "99999999999999999999d", "md", "html", "junit",
+                    "-1", "0", "1", "x" * 300, "--", "-h"]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(command=st.sampled_from(READERS), words=st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=12)),
+                                                        max_size=4))
+def test_random_arguments_to_the_reading_commands_get_a_documented_answer(
+        hostile: Path, capsys: pytest.CaptureFixture[str], command: list[str], words: list[str]) -> None:
+    argv = ["-w", str(hostile), *command, *words]
+    if "-o" in argv:
+        argv[argv.index("-o") + 1:argv.index("-o") + 2] = [str(hostile.parent / "out" / "manual")]
+    code, err = invoke(argv, capsys)
+    assert code in DOCUMENTED and "internal error" not in err and "Traceback" not in err, (argv[2:], err[-500:])
 
 
 def test_hostile_files_are_reported_and_the_good_runbooks_still_listed(hostile: Path) -> None:

@@ -30,7 +30,15 @@ def test_list_follows_edits_additions_and_removals(alien: Path, state_dir: Path)
     assert set(after) == set(before) - {"slow"} | {"extra"}
 
 
-def test_list_marks_unreadable_files(alien: Path) -> None:
-    (alien / "runbooks" / "broken.yml").write_text("name: [unclosed\n")
-    done = runbook("list", cwd=alien)
-    assert done.returncode == 0 and "broken" in done.stdout and "unreadable: broken" in done.stderr
+def test_list_shows_the_good_runbooks_and_each_unreadable_file_on_stderr_then_exits_3(alien: Path) -> None:
+    (alien / "runbooks" / "broken.yml").write_text("name: broken\nversion: [unclosed\n")
+    (alien / "runbooks" / "laughs.yml").write_text("a: &a [x, x]\nb: &b [*a, *a]\ntitle: *b\n")
+    for args in (("list",), ("list", "--json"), ("list", "--tag", "nothing-has-it")):
+        done = runbook(*args, cwd=alien)
+        assert done.returncode == 3, done.stderr
+        assert "broken" not in done.stdout and "laughs" not in done.stdout
+        assert "runbooks/broken.yml:2: invalid YAML" in done.stderr
+        assert "runbooks/laughs.yml:1: anchor &a: anchors and aliases are not allowed" in done.stderr
+        assert "internal error" not in done.stderr
+    listed = json.loads(runbook("list", "--json", cwd=alien).stdout)
+    assert "conditional" in {e["name"] for e in listed}

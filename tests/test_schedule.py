@@ -377,3 +377,79 @@ def test_a_line_cron_cannot_carry_is_refused_and_the_default_state_dir_needs_no_
     line = schedule.crontab_line(default, command, "nightly-note", Schedule("@daily", {"message": "x"}))
     assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin /opt/venv/bin/runbook ")
     assert "RUNBOOK_STATE_DIR" not in line and f">>{alien}/.runbook/logs/cron.log 2>&1" in line
+
+
+# -- hostile schedules (issue #8, F8) ---------------------------------------------------------------------------
+NEVER = """\
+apiVersion: runbook/v1
+name: never
+title: A schedule that never fires
+version: 1.0.0
+kind: operation
+steps:
+  - name: note
+    playbook: note.yml
+schedule:
+  - cron: '0 0 31 2 *'
+"""
+LINE_BREAKERS = ["\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_a_schedule_that_never_fires_is_invalid_and_the_valid_schedules_still_show(crontab: None,
+                                                                                    alien: Path) -> None:
+    write_crontab(FOREIGN)
+    (alien / "runbooks" / "never.yml").write_text(NEVER)
+    expected = "runbooks/never.yml:10: schedule[0].cron: '0 0 31 2 *' never fires"
+
+    validated = runbook("-w", str(alien), "validate", "--no-syntax-check", "never")
+    assert validated.returncode == 3 and expected in validated.stderr, validated.stderr
+    for command in (["list"], ["list", "--json"], ["status"], ["status", "--json"]):
+        done = runbook("-w", str(alien), "schedule", *command)
+        assert done.returncode == 3, done.stderr  # was an internal error in `list`
+        assert expected in done.stderr and "internal error" not in done.stderr
+        assert "nightly-note" in done.stdout and "never" not in done.stdout.replace("nightly-note", "")
+    installed = runbook("-w", str(alien), "schedule", "install")
+    assert installed.returncode == 3 and expected in installed.stderr and read_crontab() == FOREIGN
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS, ids=[f"U+{ord(c):04X}" for c in LINE_BREAKERS])
+def test_a_schedule_value_that_a_line_reader_would_split_is_refused_with_its_line(alien: Path, char: str) -> None:
+    path = alien / "runbooks" / "nightly-note.yml"
+    escaped = f"\\u{ord(char):04x}"  # written as a YAML escape: the file itself stays plain text
+    path.write_text(path.read_text().replace("{message: midday}", f'{{message: "mid{escaped}day"}}'))
+
+    done = runbook("-w", str(alien), "validate", "--no-syntax-check", "nightly-note")
+
+    assert done.returncode == 3, done.stderr
+    assert (f"runbooks/nightly-note.yml:22: schedule[1].params.message: holds a line break or control character "
+            f"(U+{ord(char):04X}), which a crontab line cannot carry") in done.stderr
+    ws = open_workspace(str(alien))
+    for schedule_ in (Schedule("@daily", {"message": f"a{char}b"}), Schedule("@daily", limit=f"db{char}1")):
+        with pytest.raises(InvalidError, match="cannot carry"):
+            schedule.crontab_line(ws, ["/opt/venv/bin/runbook"], "nightly-note", schedule_)
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS, ids=[f"U+{ord(c):04X}" for c in LINE_BREAKERS])
+def test_the_crontab_is_read_as_cron_reads_it_one_entry_per_newline(char: str) -> None:
+    """An entry an older version installed with such a character, or a foreign line holding one, stays one line:
+    it is not "outdated" forever, and installing again changes nothing."""
+    root = Path("/ws")
+    odd = Entry("nightly", 0, DAILY.schedule, f"30 2 * * * /x/runbook run nightly -p 'message=a{char}b'")
+    foreign = f"0 1 * * * /bin/echo 'x{char}y'\n"
+    text = schedule.install(foreign, root, [odd], at(2026, 3, 1))
+    assert [i.line for i in schedule.installed_entries(text, root)] == [odd.line]
+    assert schedule.install_state(odd, schedule.installed_entries(text, root))[0] == "yes"
+    assert schedule.install(text, root, [odd], at(2026, 3, 9)) == text
+    assert schedule.remove(text, root) == foreign
+
+
+def test_a_foreign_line_holding_a_vertical_tab_survives_install_in_the_real_crontab(crontab: None,
+                                                                                    alien: Path) -> None:
+    foreign = FOREIGN + "0 3 * * * /bin/echo 'a\x0bb\u2028c'\n"
+    write_crontab(foreign)
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    text = read_crontab() or ""
+    assert text.startswith(foreign)
+    assert [e["install_state"] for e in _list(alien)] == ["yes", "yes"]
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    assert read_crontab() == text

@@ -16,7 +16,7 @@ def history(ws: Workspace, name: str | None, status: str | None, since: str | No
         since_ts = time.time() - parse_duration(since) if since else None
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
-    rows = Store(ws.state_dir).history(name, status, since_ts, limit)
+    rows = Store(ws.state_dir).history(name, status, since_ts, min(limit, 2**62))
     if as_json:
         emit_json([{
             "id": r.id, "runbook": r.runbook, "version": r.version, "status": r.status, "exit_code": r.exit_code,

@@ -35,6 +35,13 @@ def library_root() -> Path:
 
 
 def init(directory: str) -> int:
+    try:
+        return _init(directory)
+    except OSError as exc:
+        raise UsageError(f"init {directory}: cannot create the workspace: {exc.strerror or exc}") from None
+
+
+def _init(directory: str) -> int:
     target = Path(directory).expanduser().resolve()
     if (target / "runbooks").exists():
         raise UsageError(f"{target} is already a workspace (it has runbooks/)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.schedule import schedule
-from runner.errors import InvalidError, RunbookError
+from runner.errors import ExitCode, InvalidError, Problem, RunbookError
 from runner.store.files import make_private_dir
 from runner.definition.model import Runbook
 from runner.output import emit, emit_json, table
@@ -23,7 +23,7 @@ from runner.definition.workspace import Workspace
 
 
 def list_schedules(ws: Workspace, as_json: bool) -> int:
-    wanted = _wanted(ws, strict=False)
+    wanted, invalid = _wanted(ws, strict=False)
     installed = schedule.installed_entries(_read_crontab(), ws.root)
     now = dt.datetime.now()
     _warn_orphans(wanted, installed)
@@ -32,18 +32,17 @@ def list_schedules(ws: Workspace, as_json: bool) -> int:
         emit_json([{**schedule.entry_dict(e), "next_due": due.isoformat(), "installed": state == "yes",
                     "install_state": state, "installed_at": schedule.iso_local(item.installed_at if item else None)}
                    for e, state, item, due in rows])
-        return 0
-    if not rows:
+    elif rows:
+        emit(table(("RUNBOOK", "CRON", "PARAMS", "INVENTORY", "NEXT DUE", "INSTALLED"),
+                   [(e.runbook, e.schedule.cron, _params(dict(e.schedule.params)), e.schedule.inventory or "-",
+                     _local(due), state) for e, state, _, due in rows]))
+    elif not invalid:
         print(f"no runbook in {ws.runbooks_dir} has a schedule", file=sys.stderr)
-        return 0
-    emit(table(("RUNBOOK", "CRON", "PARAMS", "INVENTORY", "NEXT DUE", "INSTALLED"),
-               [(e.runbook, e.schedule.cron, _params(dict(e.schedule.params)), e.schedule.inventory or "-",
-                 _local(due), state) for e, state, _, due in rows]))
-    return 0
+    return _invalid_exit(invalid, 0)
 
 
 def install_schedules(ws: Workspace) -> int:
-    wanted = _wanted(ws, strict=True)
+    wanted, _ = _wanted(ws, strict=True)
     before = _read_crontab()
     after = schedule.install(before, ws.root, wanted, time.time())
     log = schedule.log_path(ws)
@@ -73,7 +72,7 @@ def remove_schedules(ws: Workspace) -> int:
 
 
 def show_status(ws: Workspace, as_json: bool) -> int:
-    wanted = _wanted(ws, strict=False)
+    wanted, invalid = _wanted(ws, strict=False)
     installed = schedule.installed_entries(_read_crontab(), ws.root)
     now = dt.datetime.now()
     runs = _cron_runs(ws, wanted, installed, now)
@@ -90,22 +89,39 @@ def show_status(ws: Workspace, as_json: bool) -> int:
         emit(table(("RUNBOOK", "CRON", "LAST CRON RUN", "OUTCOME", "NEXT DUE", "STATE"),
                    [(s.entry.runbook, s.entry.schedule.cron, _when(s.last_run), _outcome(s.last_run),
                      _local(s.next_due), s.state) for s in statuses]))
-    else:
+    elif not invalid:
         print(f"no runbook in {ws.runbooks_dir} has a schedule", file=sys.stderr)
-    return 1 if any(s.missed for s in statuses) else 0
+    return _invalid_exit(invalid, 1 if any(s.missed for s in statuses) else 0)
 
 
 # -- the runbooks and the crontab -------------------------------------------------------------------------
-def _wanted(ws: Workspace, strict: bool) -> list[Entry]:
-    """Every schedule entry; an invalid runbook stops `install` (exit 3) and is a warning elsewhere."""
+def _wanted(ws: Workspace, strict: bool) -> tuple[list[Entry], int]:
+    """Every schedule entry of the valid runbooks, and how many runbooks are invalid. An invalid runbook
+    stops `install` (exit 3, nothing installed); elsewhere it is shown on stderr and the rest is listed."""
     runbooks, problems = schedule.scheduled_runbooks(ws)
+    wanted: list[Entry] = []
+    bad_files = {p.file for p in problems}
+    for runbook in runbooks:
+        try:
+            wanted += schedule.entries(ws, [runbook])
+        except InvalidError as exc:  # a crontab line cron cannot take, an inventory gone
+            problems += list(exc.problems) or [Problem(ws.display(runbook.path), None, "schedule", str(exc))]
+            bad_files.add(ws.display(runbook.path))
     if problems and strict:
         raise InvalidError("invalid runbooks: nothing installed (see: runbook validate)", tuple(problems))
     for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(problem, file=sys.stderr)
     if strict:
         _warn_secrets(runbooks)
-    return schedule.entries(ws, runbooks)
+    return wanted, len(bad_files)
+
+
+def _invalid_exit(invalid: int, code: int) -> int:
+    """Exit 3 when some runbook was invalid (after showing the valid ones), else `code`."""
+    if not invalid:
+        return code
+    print(f"runbook: {invalid} invalid runbook(s) left out (see: runbook validate)", file=sys.stderr)
+    return int(ExitCode.INVALID)
 
 
 def _warn_secrets(runbooks: Sequence[Runbook]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from runner.errors import InvalidError
 from runner.store.files import make_private_dir, write_private
 from runner.definition.workspace import Workspace
+from runner.definition.yamlfile import load_document, read_limited, refusal
 
 @dataclass(frozen=True)
 class Entry:
@@ -29,15 +30,28 @@ class Entry:
         return data
 
 
-def read_entry(path: Path) -> Entry:
+def read_entry(path: Path, display: str | None = None) -> Entry:
+    """The header of the runbook at `path`; a file that cannot be read as YAML gives an entry whose
+    `error` is a `file:line: message` problem, as `runbook validate` would word it."""
     import yaml  # only for files the cache does not know: a cached listing needs no parser
 
+    filename = display or str(path)
     try:
-        data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as exc:
-        return Entry(path.stem, "?", "?", "", "", (), "", error=f"unreadable: {exc.__class__.__name__}")
+        text = read_limited(path).decode("utf-8")
+    except OSError as exc:
+        return _broken(path, f"{filename}: cannot read: {exc.strerror}")
+    except UnicodeDecodeError:
+        return _broken(path, f"{filename}: not UTF-8 text")
+    refused = refusal(text, filename)
+    if refused is not None:
+        return _broken(path, str(refused))
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except Exception:  # noqa: BLE001 - YAMLError, or a value PyYAML cannot construct: the full loader says where
+        _, problems = load_document(text, filename)
+        return _broken(path, str(problems[0]) if problems else f"{filename}: invalid YAML")
     if not isinstance(data, dict):
-        return Entry(path.stem, "?", "?", "", "", (), "", error="not a runbook mapping")
+        return _broken(path, f"{filename}: not a runbook (a mapping of keys: apiVersion, name, steps...)")
     raw_tags = data.get("tags")
     tags = raw_tags if isinstance(raw_tags, list) else []
     return Entry(
@@ -51,8 +65,15 @@ def read_entry(path: Path) -> Entry:
     )
 
 
+def _broken(path: Path, error: str) -> Entry:
+    return Entry(path.stem, "?", "?", "", "", (), "", error=error)
+
+
 def entries(ws: Workspace, tag: str | None = None, kind: str | None = None) -> list[Entry]:
-    found = _cached_entries(ws)
+    return entries_matching(_cached_entries(ws), tag, kind)
+
+
+def entries_matching(found: list[Entry], tag: str | None = None, kind: str | None = None) -> list[Entry]:
     return [e for e in found if (tag is None or tag in e.tags) and (kind is None or e.kind == kind)]
 
 
@@ -66,10 +87,18 @@ def _cached_entries(ws: Workspace) -> list[Entry]:
     fresh: dict[str, list[object]] = {}
     found = []
     for path in ws.runbook_files():
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as exc:  # a dangling link
+            found.append(_broken(path, f"{ws.display(path)}: cannot read: {exc.strerror}"))
+            continue
         key, stamp = str(path), [stat.st_mtime_ns, stat.st_size]
-        cached = cache.get(key)
-        entry = Entry(**{**cached[1], "tags": tuple(cached[1]["tags"])}) if cached and cached[0] == stamp else read_entry(path)
+        cached = cache.get(key) if isinstance(cache, dict) else None
+        try:
+            entry = Entry(**{**cached[1], "tags": tuple(cached[1]["tags"])}) if cached and cached[0] == stamp else None
+        except (TypeError, KeyError, IndexError):
+            entry = None  # a damaged cache only costs a re-read
+        entry = entry or read_entry(path, ws.display(path))
         fresh[key] = [stamp, entry.to_dict() | {"error": entry.error}]
         found.append(entry)
     if fresh != cache:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from typing import Any
 
 _MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -14,6 +16,27 @@ _NAMES = {
 }
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+
+
+# What a crontab line cannot carry: cron ends a line at \n only, but readers such as str.splitlines() also
+# break at \r, VT, FF, \x1c-\x1e, NEL and U+2028/U+2029, and the other control characters are garbage
+# on a terminal. Refused in schedule values so that one entry is always one line whoever reads it.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def crontab_problem(value: Any) -> str | None:
+    """Why `value` (a schedule's param, limit or inventory; lists and mappings searched) cannot be written
+    into a crontab line, or None."""
+    texts = [str(v) for v in (value.values() if isinstance(value, dict) else value)] \
+        if isinstance(value, (list, dict)) else [str(value)]
+    for text in texts:
+        found = _UNSAFE.search(text)
+        if found:
+            return (f"holds a line break or control character (U+{ord(found.group()):04X}), which a crontab line cannot carry "
+                    "(one entry is one line)")
+        if "\\%" in text:
+            return "holds a backslash before a %, which cron cannot carry"
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,8 +97,22 @@ def parse_cron(text: str) -> CronExpr:
         raise ValueError(f"{text!r} is not a cron expression (5 fields: minute hour day month weekday)")
     sets = [_parse_field(f, i) for i, f in enumerate(fields)]
     weekdays = frozenset(d % 7 for d in sets[4])
-    return CronExpr(text, sets[0], sets[1], sets[2], sets[3], weekdays,
+    expr = CronExpr(text, sets[0], sets[1], sets[2], sets[3], weekdays,
                     not fields[2].startswith("*"), not fields[4].startswith("*"))  # cron: "*/2" counts as "*"
+    if not _fires(expr):
+        raise ValueError(f"{text!r} never fires: no month in it has such a day")
+    return expr
+
+
+_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February 29 comes every leap year
+
+
+def _fires(expr: CronExpr) -> bool:
+    """Whether some date matches: cron takes either field when both day fields are restricted; otherwise a
+    day of the month must exist in one of the months (every weekday falls on it in some year)."""
+    if expr.days_restricted and expr.weekdays_restricted:
+        return True
+    return any(day <= _LONGEST_MONTH[month] for month in expr.months for day in expr.days)
 
 
 def _parse_field(text: str, index: int) -> frozenset[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SECONDS = 100 * 366 * 86400  # a century: beyond it a time stamp overflows the platform's time_t
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
 
@@ -15,9 +16,13 @@ def is_duration(text: str) -> bool:
 def parse_duration(text: str) -> int:
     """Seconds in `text`; ValueError names the text when it is not a duration."""
     text = text.strip()
-    if not is_duration(text):
-        raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 10m, 2h, 1d)")
-    return sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    if len(text) > 40 or not is_duration(text):
+        shown = text if len(text) <= 40 else text[:30] + "..."
+        raise ValueError(f"{shown!r} is not a duration (use e.g. 90s, 10m, 2h, 1d)")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than a century")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

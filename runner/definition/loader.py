@@ -9,14 +9,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.definition.cron import parse_cron
+from runner.definition.cron import crontab_problem, parse_cron
 from runner.definition.durations import parse_duration
 from runner.errors import InvalidError, Problem
 from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
-from runner.definition.params import coerce
-from runner.definition.yamlfile import Document, KeyPath, format_path, load_document
+from runner.definition.params import coerce, compile_pattern
+from runner.definition.yamlfile import Document, KeyPath, format_path, load_document, read_limited
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schema" / "runbook.schema.json"
+# Part of the validation cache's key: change it when the checks change, so a file an older loader
+# accepted (a cron that never fires, an RE2-less pattern) is checked again.
+CHECKS_VERSION = "2"
 _STEP_TYPES = ("playbook", "manual", "approval")
 
 
@@ -41,7 +44,7 @@ def _cache_key(raw: bytes, path: Path) -> str:
     from runner import __version__
 
     digest = hashlib.sha256(raw)
-    for part in (path.stem, __version__):
+    for part in (path.stem, __version__, CHECKS_VERSION):
         digest.update(b"\0" + part.encode())
     digest.update(SCHEMA_PATH.read_bytes())
     return digest.hexdigest()
@@ -54,7 +57,7 @@ def check_runbook(
     skips the schema and semantic checks: the result only depends on what the key covers."""
     filename = display or str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path)
     except OSError as exc:
         return None, [Problem(filename, None, "", f"cannot read: {exc.strerror}")]
     try:
@@ -147,9 +150,9 @@ def _parameter_problems(doc: Document, name: str, spec: dict[str, Any]) -> list[
     problems = []
     if isinstance(spec.get("pattern"), str):
         try:
-            re.compile(spec["pattern"])
-        except re.error as exc:
-            problems.append(doc.problem(where + ("pattern",), f"invalid regular expression: {exc}"))
+            compile_pattern(spec["pattern"])
+        except ValueError as exc:
+            problems.append(doc.problem(where + ("pattern",), str(exc)))
             return problems
     if spec.get("type") == "secret" and "default" in spec:
         problems.append(doc.problem(where + ("default",), "a secret has no default: give it with env: or --params-file"))
@@ -193,6 +196,8 @@ def _step_problems(doc: Document, where: KeyPath, step: dict[str, Any], names: d
         names[name] = where
     if isinstance(step.get("when"), str):
         problems += _expression_problems(doc, where + ("when",), step["when"])
+    if isinstance(step.get("vars"), dict):
+        problems += _template_problems(doc, where + ("vars",), step["vars"])
     return problems
 
 
@@ -213,6 +218,17 @@ def _expression_problems(doc: Document, where: KeyPath, expression: str) -> list
     return [doc.problem(where, error)] if error else []
 
 
+def _template_problems(doc: Document, where: KeyPath, value: Any) -> list[Problem]:
+    """Each string of a step's `vars:` that is a template and cannot be compiled (run time would fail)."""
+    from runner.definition.templating import template_error
+
+    if isinstance(value, str):
+        error = template_error(value) if "{{" in value or "{%" in value or "{#" in value else None
+        return [doc.problem(where, error)] if error else []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [p for key, item in items for p in _template_problems(doc, where + (key,), item)]
+
+
 def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
     problems = []
     if isinstance(entry.get("cron"), str):
@@ -220,11 +236,18 @@ def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], par
             parse_cron(entry["cron"])
         except ValueError as exc:
             problems.append(doc.problem(where + ("cron",), str(exc)))
+    for key in ("inventory", "limit"):
+        problem = crontab_problem(entry[key]) if isinstance(entry.get(key), str) else None
+        if problem:
+            problems.append(doc.problem(where + (key,), problem))
     raw_values = entry.get("params")
     values: dict[str, Any] = raw_values if isinstance(raw_values, dict) else {}
     for name, value in values.items():
         spec = params.get(name)
-        if not isinstance(spec, dict):
+        problem = crontab_problem(value)
+        if problem:
+            problems.append(doc.problem(where + ("params", name), problem))
+        elif not isinstance(spec, dict):
             problems.append(doc.problem(where + ("params", name), "unknown parameter"))
         elif spec.get("type") == "secret":
             problems.append(doc.problem(where + ("params", name), "a secret cannot be written in a schedule: use env:"))

@@ -2,6 +2,7 @@
 before anything runs."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -9,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-import yaml
-
 from runner.errors import InvalidError, Problem, UsageError
 from runner.definition.model import Parameter, Runbook
+from runner.definition.yamlfile import YamlRefused, load_data, read_limited
 
 from runner.store.records import REDACTED  # re-exported: the one mark of a secret
 _TRUE = {"true", "yes", "on", "1", "y"}
@@ -30,6 +30,27 @@ class ResolvedParams:
 
     def redacted(self) -> dict[str, Any]:
         return {k: (REDACTED if k in self.secret_names and v is not None else v) for k, v in self.values.items()}
+
+
+@functools.cache
+def compile_pattern(pattern: str) -> Any:
+    """`pattern` compiled by RE2, whose matching takes time linear in the value (Python's `re` can take
+    exponential time: `(a+)+$`). ValueError says why a pattern is refused: invalid in Python's syntax
+    (which authors write to), or beyond RE2 (backreferences, lookaround, repetition over 1000)."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    import re2  # google-re2; ~10 ms: only values with a pattern pay for it
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own copy of the error on stderr
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"regular expression not supported by RE2 (linear-time matching: no backreferences "
+                         f"or lookaround, repetitions up to 1000): {reason}") from None
 
 
 def coerce(param: Parameter, raw: Any) -> Any:
@@ -53,6 +74,11 @@ def _check_text(param: Parameter, value: Any) -> None:
 
 def _convert(param: Parameter, raw: Any) -> Any:
     kind = param.type
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of argv that were not UTF-8 come as lone surrogates
+            raise ValueError(f"{_show(param, raw)} is not UTF-8 text") from None
     if kind in ("string", "secret"):
         if isinstance(raw, (dict, list)) or raw is None:
             raise ValueError(f"{_show(param, raw)} is not a string")
@@ -94,9 +120,11 @@ def _convert(param: Parameter, raw: Any) -> Any:
         text = str(raw).strip()
         if text.startswith("["):
             try:
-                items = yaml.safe_load(text)
-            except yaml.YAMLError:
-                raise ValueError(f"{_show(param, raw)} is not a list") from None
+                items = load_data(text, "-p")
+            except YamlRefused as exc:
+                raise ValueError(f"{_show(param, raw)} is not a list: {exc.problem.message}") from None
+            if not isinstance(items, list) or not all(isinstance(i, (str, int, float, bool)) for i in items):
+                raise ValueError(f"{_show(param, raw)} is not a list of values")
             return [str(item) for item in items]
         return [item.strip() for item in text.split(",") if item.strip()]
     raise ValueError(f"unknown parameter type {kind!r}")
@@ -105,7 +133,7 @@ def _convert(param: Parameter, raw: Any) -> Any:
 def _check_constraints(param: Parameter, value: Any) -> None:
     items = value if isinstance(value, list) else [value]
     if param.pattern is not None and param.type in ("string", "secret", "list"):
-        regex = re.compile(param.pattern)
+        regex = compile_pattern(param.pattern)
         for item in items:
             if not regex.fullmatch(str(item)):
                 raise ValueError(f"{_show(param, item)} does not match the pattern {param.pattern}")
@@ -122,7 +150,10 @@ def _check_constraints(param: Parameter, value: Any) -> None:
 
 
 def _show(param: Parameter, raw: Any) -> str:
-    return REDACTED if param.secret else repr(raw)
+    if param.secret:
+        return REDACTED
+    text = repr(raw)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _num(number: float) -> str:
@@ -142,11 +173,15 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 def read_params_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_limited(path)
     except OSError as exc:
         raise UsageError(f"--params-file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidError(f"--params-file {path}: invalid YAML: {exc}") from None
+    try:
+        data = load_data(raw.decode("utf-8"), str(path))
+    except UnicodeDecodeError:
+        raise InvalidError(f"--params-file {path}: not UTF-8 text") from None
+    except YamlRefused as exc:
+        raise InvalidError(f"--params-file {path}: invalid", (exc.problem,)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

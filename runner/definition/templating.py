@@ -13,11 +13,26 @@ def _env() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+MAX_EXPRESSION = 2000  # characters of a `when:` or a `vars:` template: Jinja's parser recurses per level
+
+
 def expression_error(expression: str) -> str | None:
+    return _compile_error(expression, lambda: _env().compile_expression(expression))
+
+
+def template_error(template: str) -> str | None:
+    return _compile_error(template, lambda: _env().from_string(template))
+
+
+def _compile_error(text: str, compile_: Any) -> str | None:
+    if len(text) > MAX_EXPRESSION:
+        return f"expression too long ({len(text)} characters; at most {MAX_EXPRESSION})"
     try:
-        _env().compile_expression(expression)
+        compile_()
     except TemplateError as exc:
         return f"invalid expression: {exc}"
+    except (RecursionError, MemoryError):
+        return "expression nested too deeply"
     return None
 
 

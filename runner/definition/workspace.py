@@ -66,12 +66,14 @@ class Workspace:
         return sorted(files, key=lambda p: p.stem)
 
     def runbook_path(self, name: str) -> Path:
-        for suffix in (".yml", ".yaml"):
-            path = self.runbooks_dir / f"{name}{suffix}"
-            if path.is_file() and "/" not in name:
-                return path
+        if "/" not in name and "\0" not in name and 0 < len(name) <= 200:
+            for suffix in (".yml", ".yaml"):
+                path = self.runbooks_dir / f"{name}{suffix}"
+                if path.is_file():
+                    return path
         known = ", ".join(p.stem for p in self.runbook_files()) or "none"
-        raise UsageError(f"no runbook named {name!r} in {self.runbooks_dir} (known: {known})")
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+        raise UsageError(f"no runbook named {shown} in {self.runbooks_dir} (known: {known})")
 
     def display(self, path: Path) -> str:
         """`path` relative to the workspace, as error messages show it."""
@@ -91,14 +93,18 @@ class Workspace:
     def inventory_path(self, name_or_path: str | None) -> Path:
         """An inventory by name (inventories/<name>[.yml|.yaml|.ini|/]) or by path."""
         name = name_or_path or self.config.inventory
-        for candidate in (self.inventories_dir / name, *(self.inventories_dir / f"{name}{s}" for s in (".yml", ".yaml", ".ini", ".json"))):
-            if candidate.exists() and "/" not in name:
-                return candidate
-        path = Path(name).expanduser()
-        if path.exists():
-            return path.resolve()
+        try:
+            for candidate in (self.inventories_dir / name, *(self.inventories_dir / f"{name}{s}" for s in (".yml", ".yaml", ".ini", ".json"))):
+                if candidate.exists() and "/" not in name:
+                    return candidate
+            path = Path(name).expanduser()
+            if path.exists():
+                return path.resolve()
+        except (OSError, RuntimeError):
+            pass  # a name too long for the file system, a symlink loop: no such inventory
         known = sorted({p.stem for p in self.inventories_dir.iterdir()}) if self.inventories_dir.is_dir() else []
-        raise InvalidError(f"no inventory {name!r}: not in {self.display(self.inventories_dir)}/ "
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+        raise InvalidError(f"no inventory {shown}: not in {self.display(self.inventories_dir)}/ "
                            f"(known: {', '.join(known) or 'none'}) and not a path")
 
 
@@ -106,8 +112,13 @@ def find_root(explicit: str | None, cwd: Path | None = None) -> Path:
     """--workspace, else RUNBOOK_WORKSPACE, else the nearest ancestor holding runbooks/."""
     chosen = explicit or os.environ.get("RUNBOOK_WORKSPACE")
     if chosen:
-        root = Path(chosen).expanduser().resolve()
-        if not (root / "runbooks").is_dir():
+        try:
+            root = Path(chosen).expanduser().resolve()
+            is_workspace = (root / "runbooks").is_dir()
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            shown = chosen if len(chosen) <= 80 else chosen[:60] + "..."
+            raise UsageError(f"{shown}: not a usable workspace folder ({exc.__class__.__name__})") from None
+        if not is_workspace:
             raise UsageError(f"{root} is not a workspace (no runbooks/ folder); create one with: runbook init {root}")
         return root
     start = (cwd or Path.cwd()).resolve()
@@ -128,13 +139,23 @@ def load_config(path: Path) -> Config:
         return Config()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidError(f"{path}: invalid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InvalidError(f"{path}: invalid TOML: {reason}") from None
     problems = [Problem(path.name, None, key, "unknown key") for key in data if key not in _CONFIG_KEYS]
     notify = data.get("notify", {})
+    if not isinstance(notify, dict):
+        problems.append(Problem(path.name, None, "notify", "expected a table: [notify]"))
+        notify = {}
     problems += [Problem(path.name, None, f"notify.{k}", "unknown key") for k in notify if k not in _NOTIFY_KEYS]
+    for key in ("inventory", "state_dir"):
+        if key in data and not (isinstance(data[key], str) and data[key]):
+            problems.append(Problem(path.name, None, key, f"{data[key]!r} is not a non-empty string"))
+    timeout = notify.get("timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        problems.append(Problem(path.name, None, "notify.timeout", f"{timeout!r} is not a number of seconds (up to 3600)"))
     forks = data.get("forks")
-    if forks is not None and (not isinstance(forks, int) or forks < 1):
+    if forks is not None and (isinstance(forks, bool) or not isinstance(forks, int) or forks < 1):
         problems.append(Problem(path.name, None, "forks", f"{forks!r} is not a positive integer"))
     outcomes = ("succeeded", "failed", "waiting", "timed_out", "canceled", "aborted")
     on = notify.get("on", list(Notify.on))

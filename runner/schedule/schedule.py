@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.definition.cron import parse_cron
+from runner.definition.cron import crontab_problem, parse_cron
 from runner.errors import InvalidError, Problem, RunbookError
 from runner.definition.loader import check_runbook
 from runner.definition.model import Runbook, Schedule
@@ -176,10 +176,9 @@ def param_text(value: Any) -> str:
 def escape_percent(command: str, name: str) -> str:
     """cron turns an unescaped % into a newline; `\\%` gives a %. A backslash before a % in the text
     itself cannot be written for cron, so it is refused rather than installed broken."""
-    if "\\%" in command:
-        raise InvalidError(f"{name}: a schedule value holds a backslash before a %, which cron cannot carry")
-    if "\n" in command or "\r" in command:
-        raise InvalidError(f"{name}: a schedule value holds a line break, which a crontab line cannot carry")
+    problem = crontab_problem(command)
+    if problem:
+        raise InvalidError(f"{name}: a schedule value {problem}")
     return command.replace("%", "\\%")
 
 
@@ -242,7 +241,7 @@ def split_crontab(text: str, root: Path) -> tuple[str, str, str]:
     inside: list[str] = []
     position: int | None = None
     in_block = False
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text, keepends=True):
         bare = line.rstrip("\r\n")
         if not in_block and bare == begin:
             in_block = True
@@ -260,10 +259,21 @@ def split_crontab(text: str, root: Path) -> tuple[str, str, str]:
     return "".join(outside[:position]), "".join(inside), "".join(outside[position:])
 
 
+def _lines(text: str, keepends: bool = False) -> list[str]:
+    """`text` split as cron splits a crontab: at \n only (str.splitlines would also split at VT, FF, NEL,
+    U+2028..., turning one entry into several)."""
+    lines = text.split("\n")
+    if keepends:
+        lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    elif lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
 def parse_block(block: str) -> list[Installed]:
     found: list[Installed] = []
     meta: re.Match[str] | None = None
-    for line in block.splitlines():
+    for line in _lines(block):
         if not line.strip():
             continue
         if line.startswith("#"):

@@ -242,12 +242,13 @@ def history(ctx: click.Context, name: str | None, status: str | None, since: str
 @click.option("--step", help="Only this step (name or number).")
 @click.option("--host", help="Only this host's results.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run goes on.")
+@click.option("--data", is_flag=True, help="What each step recorded instead of its output: step data (set_stats) and sign-offs.")
 @click.pass_context
-def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, follow: bool) -> int:
+def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, follow: bool, data: bool) -> int:
     """The recorded output of a run (RUN: an id, a unique prefix, or `last`)."""
     from runner.commands.log import show_log
 
-    return show_log(_workspace(ctx), run_ref, step, host, follow)
+    return show_log(_workspace(ctx), run_ref, step, host, follow, data)
 
 
 @cli.command()

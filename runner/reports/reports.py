@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.definition.durations import format_duration
+from runner.reports.values import human, human_block
 from runner.store.records import RunRecord, iso
 from runner.store.sqlite import Store
 
@@ -18,12 +19,14 @@ _TEMPLATES = Path(__file__).parent / "templates"
 
 @functools.cache
 def _html_env() -> Any:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader
 
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True,  # every template here is HTML
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["duration"] = lambda s: format_duration(s or 0)
     env.filters["iso"] = iso
+    env.filters["human"] = human
+    env.filters["human_block"] = human_block
     return env
 
 

@@ -278,6 +278,20 @@ def docs(ctx: click.Context, names: tuple[str, ...], fmt: str, output: str) -> i
 
 
 @cli.command()
+@click.option("-o", "--output", metavar="DIR", required=True, help="Folder for the site (index.html first).")
+@click.option("--since", metavar="DUR", default="30d", show_default=True, help="The summary's window.")
+@click.option("-n", "--recent", type=click.IntRange(1, 10000), default=50, show_default=True, metavar="N",
+              help="Runs listed on the index.")
+@click.pass_context
+def site(ctx: click.Context, output: str, since: str, recent: int) -> int:
+    """A static site: catalog, recent runs and summary; a page per runbook (manual, history) and per run.
+    Relative links, no scripts, no CDN: publish DIR with any web server."""
+    from runner.commands.site import site as write_site
+
+    return write_site(_workspace(ctx), output, since, recent)
+
+
+@cli.command()
 @click.option("--older-than", required=True, metavar="DUR", help="Delete finished runs started more than DUR ago (e.g. 90d).")
 @click.option("--keep", type=click.IntRange(0), metavar="N", help="Always keep the newest N runs of each runbook.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")

@@ -133,3 +133,35 @@ def sections(markdown_text: str) -> tuple[str, list[tuple[str, str]]]:
         stop = tops[n + 1][0][0] if n + 1 < len(tops) else len(lines)
         out.append((title, "\n".join(lines[end:stop]).strip("\n")))
     return intro, out
+
+
+@functools.cache
+def _html_parser() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+def neutral(markdown_text: str) -> str:
+    """Author's Markdown with its raw HTML escaped, so that a renderer with HTML on (GitHub, GitLab,
+    an IDE preview) shows `<script>` as text too. Code spans and blocks are left alone."""
+    for _ in range(8):  # escaping one tag can expose the next on the same line
+        tokens = _html_parser().parse(markdown_text)
+        lines = markdown_text.splitlines()
+        changed = False
+        for token in tokens:
+            if token.type == "html_block" and token.map:
+                for n in range(*token.map):
+                    lines[n] = re.sub(r"^(\s*)<", r"\1\\<", lines[n], count=1)
+                    changed = True
+            for child in token.children or []:
+                if child.type == "html_inline" and token.map:
+                    for n in range(*token.map):
+                        if child.content.splitlines()[0] in lines[n]:
+                            lines[n] = lines[n].replace(child.content.splitlines()[0], "\\" + child.content.splitlines()[0], 1)
+                            changed = True
+                            break
+        markdown_text = "\n".join(lines)
+        if not changed:
+            break
+    return markdown_text

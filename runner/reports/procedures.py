@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from runner.definition.durations import format_duration
 from runner.definition.model import Runbook, Step
 from runner.definition.workspace import Workspace
-from runner.reports.markup import code, demote, escape, fenced, sections, to_html
+from runner.reports.markup import code, demote, escape, fenced, neutral, sections, to_html
 from runner.reports.playbooks import recorded_keys, task_names
 from runner.reports.values import human
 
@@ -55,7 +55,7 @@ def past_runs(store: Store | None, name: str) -> PastRuns:
 
 
 def markdown_page(ws: Workspace, rb: Runbook, history: PastRuns = PastRuns()) -> str:
-    intro, parts = sections(rb.description or "")
+    intro, parts = sections(neutral(rb.description or ""))
     lifted: dict[str, list[str]] = {"before": [], "fails": [], "rollback": []}
     other: list[str] = []
     for title, body in parts:
@@ -191,13 +191,13 @@ def _step_body(ws: Workspace, step: Step, rb: Runbook) -> list[str]:
     notes += ["a failure here does not stop the run"] if step.on_failure == "continue" else []
     lines = [f"**{escape(step.name)}**: {kind}" + (f" ({'; '.join(notes)})" if notes else "")]
     if step.description:
-        lines += ["", *step.description.strip().splitlines()]
+        lines += ["", *neutral(step.description.strip()).splitlines()]
     if step.playbook:
         tasks = task_names(ws.playbook_path(step.playbook), ws.roles_dir)
         lines += ["", "Tasks:", ""] + [f"- {escape(t, line_start=True)}" for t in tasks]
     if step.type == "manual":
         lines += ["", "The run stops here (exit 5) until someone confirms the checklist:", ""]
-        lines += [*(step.manual or "").strip().splitlines(), ""] if step.manual else []
+        lines += [*neutral((step.manual or "").strip()).splitlines(), ""] if step.manual else []
         lines += [f"- [ ] {escape(item, line_start=True)}" for item in (step.checklist or ("Step done",))]
         if "runbook resume" not in (step.manual or ""):
             lines += ["", "Then continue:", ""] + fenced('runbook resume RUN --confirm --note "WHAT YOU DID"', "sh")

@@ -119,6 +119,16 @@ def summarize(store: Store, since: float, until: float) -> Summary:
                    [tuple(h) for h in hosts], [tuple(f) for f in failures])
 
 
+def summary_html(summary: Summary) -> Any:
+    """The summary as a piece of a page: the `body` block of summary.html.j2, whatever it holds (the
+    charts of runner/reports/charts.py once they are in). The site's index embeds it."""
+    from markupsafe import Markup
+
+    template = _html_env().get_template("summary.html.j2")
+    context = template.new_context({"s": summary})
+    return Markup("".join(template.blocks["body"](context)))
+
+
 def summary_document(summary: Summary, fmt: str) -> str:
     if fmt == "html":
         return render_html("summary.html.j2", s=summary)

@@ -129,4 +129,4 @@ def test_alien_manual_shows_checklists_and_approvals(alien: Path, tmp_path: Path
     assert runbook("docs", "maintenance-window", "--format", "md", "-o", str(tmp_path / "m"), cwd=alien).returncode == 0
     page = (tmp_path / "m" / "maintenance-window.md").read_text()
     assert "- [ ] Window announced" in page and "Needs 1 approval(s)" in page
-    assert "## If a step fails" in page and "rollback" in page
+    assert "## Rollback" in page and "1. **rollback**: playbook `note.yml`" in page

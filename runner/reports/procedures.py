@@ -101,6 +101,8 @@ def _escalation(rb: Runbook) -> str:
 def _before(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
     if rb.inventory or rb.kind != "maintenance":
         inventory = f"inventory {code(rb.inventory or ws.config.inventory)}"
+    elif ws.config.inventory != "local":  # maintenance never falls back on the built-in local
+        inventory = f"inventory {code(ws.config.inventory)} (the workspace default) unless you give `-i INVENTORY`"
     else:
         inventory = "no inventory set: give `-i INVENTORY`"
     items = [f"**Inventory and hosts**: hosts {code(rb.targets)}, {inventory}; narrow them with `-l HOST`."]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.definition.durations import format_duration
-from runner.reports.values import human, human_block
+from runner.reports.values import human, human_block, human_time
 from runner.store.records import RunRecord, iso
 from runner.store.sqlite import Store
 
@@ -26,6 +26,7 @@ def _html_env() -> Any:
     env.filters["duration"] = lambda s: format_duration(s or 0)
     env.filters["iso"] = iso
     env.filters["human"] = human
+    env.filters["when"] = human_time
     env.filters["human_block"] = human_block
     return env
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from runner.definition.durations import format_duration
 from runner.reports.markup import escape, fenced
-from runner.reports.values import human, human_block
-from runner.store.records import RunRecord, iso
+from runner.reports.values import human, human_block, human_time
+from runner.store.records import RunRecord
 
 _ICONS = {"succeeded": "✅", "failed": "❌", "skipped": "⏭", "waiting": "⏸", "pending": "·",
           "timed_out": "⏱", "canceled": "🛑", "aborted": "💥"}
@@ -15,7 +15,7 @@ def markdown(record: RunRecord) -> str:
     lines = [
         f"### {_ICONS.get(record.status, '')} runbook `{record.runbook}` {record.version}: {record.status}",
         "",
-        f"Run `{record.id}` by {record.operator} ({record.trigger}), exit {record.exit_code}, "
+        f"Run `{record.id}` by {_cell(record.operator)} ({record.trigger}), exit {human(record.exit_code)}, "
         f"{format_duration(record.duration or 0)}, inventory `{record.inventory}`, hosts `{record.limit}`"
         + (", check mode" if record.check else "") + ".",
     ]
@@ -39,14 +39,14 @@ def markdown(record: RunRecord) -> str:
     signoffs = [(step, s) for step in record.steps for s in step.signoffs]
     if signoffs:
         lines += ["", "**Sign-offs**", "", "| step | item | decision | who | when | note |", "|---|---|---|---|---|---|"]
-        lines += [f"| {_cell(step.name)} | {_cell(s.item) or '-'} | {s.decision} | {_cell(s.who)} | {iso(s.at)} | "
+        lines += [f"| {_cell(step.name)} | {_cell(s.item) or '-'} | {s.decision} | {_cell(s.who)} | {human_time(s.at)} | "
                   f"{_cell(s.note) or '-'} |" for step, s in signoffs]
     for step in (s for s in record.steps if s.data):
         block = human_block(step.data).splitlines()
         more = f"\n# ... {len(block) - _DATA_LINES} more lines: runbook log {record.id} --step {step.index + 1} --data"
         text = "\n".join(block[:_DATA_LINES]) + (more if len(block) > _DATA_LINES else "")
         lines += ["", f"**Step data: {escape(step.name)}**", ""] + fenced(text, "yaml")
-    lines += ["", f"Started {iso(record.started_at)}" + (f", job {record.ci_job_url}" if record.ci_job_url else "") + "."]
+    lines += ["", f"Started {human_time(record.started_at)}" + (f", job {record.ci_job_url}" if record.ci_job_url else "") + "."]
     return "\n".join(lines) + "\n"
 
 

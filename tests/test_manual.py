@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -14,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from markdown_it import MarkdownIt
 
-from conftest import IN_CI, copy_workspace, runbook
+from conftest import chromium_dom, copy_workspace, runbook
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 # What a reader must never see: Python's spelling of a value.
@@ -23,18 +21,7 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _chromium_dom(page: Path, tmp_path: Path) -> str:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if IN_CI:
-            pytest.fail("chromium is missing: run tests/install-test-deps.sh", pytrace=False)
-        pytest.skip("chromium is not installed")
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+_chromium_dom = chromium_dom
 
 
 class Node:

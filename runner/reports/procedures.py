@@ -234,13 +234,13 @@ def _failures(rb: Runbook, extra: list[str]) -> list[str]:
 
 
 def _rollback(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
-    out = ["## Rollback", "", "What the runbook undoes by itself:", ""]
+    out = ["## Rollback", "", "**What the runbook undoes by itself:**", ""]
     if rb.on_failure:
         out += ["After a failed step these steps run, then the run ends failed:", ""]
         out += _steps(ws, rb.on_failure, rb)
     else:
         out += ["Nothing: it has no `on_failure` steps.", ""]
-    out += ["What a person must do:", ""]
+    out += ["**What a person must do:**", ""]
     if extra:
         for text in extra:
             out += [text, ""]

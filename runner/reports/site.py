@@ -34,7 +34,7 @@ def write_site(ws: Workspace, runbooks: list[Runbook], store: Store | None, targ
     (target / "runs").mkdir(parents=True, exist_ok=True)
     history = [r for r in (store.history(limit=options.runs) if store else []) if _SAFE_ID.match(r.id)]
     names = {rb.name for rb in runbooks}
-    written = [_index(target, runbooks, history[:options.recent], store, options)]
+    written = [_index(target, runbooks, history, store, options)]
     for rb in runbooks:
         own = [r for r in history if r.runbook == rb.name]
         written.append(_runbook_page(ws, target, rb, own, store))
@@ -43,13 +43,14 @@ def write_site(ws: Workspace, runbooks: list[Runbook], store: Store | None, targ
     return written
 
 
-def _index(target: Path, runbooks: list[Runbook], recent: list[HistoryRow], store: Store | None,
+def _index(target: Path, runbooks: list[Runbook], history: list[HistoryRow], store: Store | None,
            options: SiteOptions) -> Path:
     summary = ""
     if store is not None:
         until = time.time()
         summary = summary_html(summarize(store, until - options.since, until))
-    last = {r.runbook: r for r in reversed(recent)}
+    last = {r.runbook: r for r in reversed(history)}  # newest first, so the newest wins
+    recent = history[:options.recent]
     path = target / "index.html"
     path.write_text(render_html("site_index.html.j2", runbooks=runbooks, recent=recent, last=last,
                                 summary=summary), encoding="utf-8")

@@ -156,12 +156,17 @@ def neutral(markdown_text: str) -> str:
                     changed = True
             for child in token.children or []:
                 if child.type == "html_inline" and token.map:
-                    for n in range(*token.map):
-                        if child.content.splitlines()[0] in lines[n]:
-                            lines[n] = lines[n].replace(child.content.splitlines()[0], "\\" + child.content.splitlines()[0], 1)
-                            changed = True
-                            break
+                    changed |= _escape_in(lines, range(*token.map), child.content.splitlines()[0])
         markdown_text = "\n".join(lines)
         if not changed:
             break
     return markdown_text
+
+
+def _escape_in(lines: list[str], where: range, tag: str) -> bool:
+    """Backslash-escape the first `tag` found on the lines `where`; whether one was found."""
+    for n in where:
+        if tag in lines[n]:
+            lines[n] = lines[n].replace(tag, "\\" + tag, 1)
+            return True
+    return False

@@ -345,3 +345,26 @@ def test_site_in_chromium_has_no_broken_link(alien: Path, tmp_path: Path) -> Non
     assert run_id in page.by_id("runbook-runs").text()
     run = dom_tree(_chromium_dom(site / "runs" / f"{run_id}.html", tmp_path))
     assert run.by_id("run-status").text().strip() == "succeeded" and "CHG-42" in run.by_id("signoffs").text()
+
+
+def test_values_are_written_as_people_write_them() -> None:
+    from runner.reports.values import human, human_block, human_time
+
+    assert [human(v) for v in (None, False, True, ["cron"], [], {"a": None, "b": 2}, 1.0, 2.5, "x")] == [
+        "-", "false", "true", "cron", "(none)", "a=-, b=2", "1", "2.5", "x"]
+    assert human_block({"disk": {"serial": None, "ok": False, "tags": ("a",)}}) == \
+        "disk:\n  serial: null\n  ok: false\n  tags:\n  - a"
+    assert human_time(0) == "1970-01-01 00:00:00 UTC"
+
+
+@pytest.mark.parametrize("text", ["1. not a list", "- nor this", "# nor a heading", "a | b", "`tick` *star* _u_",
+                                  "<b>tag</b>", "[link](javascript:x)", "&amp; entity"])
+def test_escaped_text_reads_back_literally_through_commonmark(text: str) -> None:
+    from runner.reports.markup import code, escape
+
+    for markdown, kind in ((f"- {escape(text, line_start=True)}", "text"), (f"- {code(text)}", "code_inline")):
+        tokens = MarkdownIt("commonmark").parse(markdown)
+        assert [t.type for t in tokens][:3] == ["bullet_list_open", "list_item_open", "paragraph_open"]
+        inline = next(t for t in tokens if t.type == "inline")
+        assert "".join(c.content for c in inline.children if c.type in ("text", "code_inline")) == text
+        assert kind in [c.type for c in inline.children]

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
-_BLOCK_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
+_BLOCK_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))")
 _CHECKBOX = re.compile(r"^\[([ xX])\] ")
 
 
@@ -16,7 +16,14 @@ def escape(text: str, line_start: bool = False) -> str:
     """Inline text that Markdown shows literally (a task name, a checklist item, a table cell); at the
     start of a list item, also what would open a block there ("1." would nest a list)."""
     text = _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-    return _BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text, count=1) if line_start else text
+    if not line_start:
+        return text
+    match = _BLOCK_START.match(text)
+    if match is None:
+        return text
+    # A digit cannot be escaped, its dot can: "1." becomes "1\.", "- x" becomes "\- x".
+    at = match.end() if match.group(2)[0].isdigit() else match.start(2)
+    return text[:at] + "\\" + text[at:]
 
 
 def code(text: str) -> str:

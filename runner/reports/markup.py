@@ -70,7 +70,10 @@ def sanitize(html: str) -> str:
 
 
 def _heading_ids(tokens: list[Any], list_ids: dict[str, str]) -> None:
-    seen: set[str] = set()
+    """Ids for headings (anchors), and for the first list under the LAST level-2 heading of each
+    title in `list_ids`: the page's own sections come after anything a description may hold."""
+    seen: set[str] = set(list_ids.values())  # a description's "## Steps" must not take the steps' id
+    lists: dict[str, Any] = {}
     pending: str | None = None
     for i, token in enumerate(tokens):
         if token.type == "heading_open":
@@ -83,9 +86,13 @@ def _heading_ids(tokens: list[Any], list_ids: dict[str, str]) -> None:
             seen.add(slug)
             token.attrSet("id", slug)
             pending = list_ids.get(title) if token.tag == "h2" else None
+            if pending:
+                lists.pop(pending, None)
         elif pending and token.type in ("ordered_list_open", "bullet_list_open") and token.level == 0:
-            token.attrSet("id", pending)
+            lists[pending] = token
             pending = None
+    for ident, token in lists.items():
+        token.attrSet("id", ident)
 
 
 def _checkboxes(tokens: list[Any]) -> None:

@@ -49,7 +49,7 @@ def main() -> None:
     head_end = page.index("</p>", page.index("<h1")) + 4
     (work / "site" / "runbooks" / "shot.html").write_text(page[:head_end] + page[page.index('<h2 id="procedure">'):])
     docs = REPO / "docs"
-    shot(work / "site" / "runbooks" / "shot.html", docs / "manual.png", 1480, work / "chromium")
+    shot(work / "site" / "runbooks" / "shot.html", docs / "manual.png", 1660, work / "chromium")
     shot(work / "site" / "runs" / f"{last}.html", docs / "run-report.png", 1500, work / "chromium")
     shot(work / "summary.html", docs / "summary.png", 1100, work / "chromium")
     shutil.rmtree(work, ignore_errors=True)

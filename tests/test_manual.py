@@ -368,3 +368,27 @@ def test_escaped_text_reads_back_literally_through_commonmark(text: str) -> None
         inline = next(t for t in tokens if t.type == "inline")
         assert "".join(c.content for c in inline.children if c.type in ("text", "code_inline")) == text
         assert kind in [c.type for c in inline.children]
+
+
+def test_contact_is_escalation_with_owner_as_fallback(alien: Path, tmp_path: Path) -> None:
+    shown = json.loads(runbook("show", "disk-report", "--json", cwd=alien).stdout)
+    assert (shown["contact"], shown["escalation"]) == (None, "lab-team")
+    book = alien / "runbooks" / "disk-report.yml"
+    book.write_text(book.read_text().replace("owner: lab-team\n", "owner: lab-team\ncontact: '#lab-oncall, +81-3-0000-0000'\n"))
+    shown = json.loads(runbook("show", "disk-report", "--json", cwd=alien).stdout)
+    assert shown["escalation"] == "#lab-oncall, +81-3-0000-0000"
+    assert runbook("docs", "disk-report", "--format", "md", "-o", str(tmp_path / "md"), cwd=alien).returncode == 0
+    tokens = MarkdownIt("commonmark").parse((tmp_path / "md" / "disk-report.md").read_text())
+    assert "#lab-oncall, +81-3-0000-0000" in _text(_section(tokens, "Escalation"))
+    book.write_text(book.read_text().replace("contact: '#lab-oncall, +81-3-0000-0000'", "contact: 42"))
+    done = runbook("validate", "disk-report", "--no-syntax-check", cwd=alien)
+    assert done.returncode == 3 and "contact" in done.stdout + done.stderr
+
+
+def test_log_data_for_one_host(alien: Path) -> None:
+    assert runbook("run", "conditional", "-p", "greeting=hi there", cwd=alien).returncode == 0
+    everyone = runbook("log", "last", "--data", cwd=alien).stdout
+    hosts = re.findall(r"^ {5}(\S+): hi there$", everyone, re.MULTILINE)
+    assert len(hosts) >= 2, everyone
+    one = runbook("log", "last", "--data", "--host", hosts[0], cwd=alien).stdout
+    assert f"{hosts[0]}: hi there" in one and f"{hosts[1]}: hi there" not in one

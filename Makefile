@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down bench lint clean
+.PHONY: install run test test-deps fleet fleet-down bench lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ fleet-down:
 
 bench: install
 	$(BIN)/python bench/overhead.py
+
+# README's pictures (docs/*.png), retaken by headless Chromium from real runs on localhost.
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 lint: install
 	$(BIN)/python -m mypy

@@ -242,12 +242,13 @@ def history(ctx: click.Context, name: str | None, status: str | None, since: str
 @click.option("--step", help="Only this step (name or number).")
 @click.option("--host", help="Only this host's results.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run goes on.")
+@click.option("--data", is_flag=True, help="What each step recorded instead of its output: step data (set_stats) and sign-offs.")
 @click.pass_context
-def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, follow: bool) -> int:
+def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, follow: bool, data: bool) -> int:
     """The recorded output of a run (RUN: an id, a unique prefix, or `last`)."""
     from runner.commands.log import show_log
 
-    return show_log(_workspace(ctx), run_ref, step, host, follow)
+    return show_log(_workspace(ctx), run_ref, step, host, follow, data)
 
 
 @cli.command()
@@ -274,6 +275,20 @@ def docs(ctx: click.Context, names: tuple[str, ...], fmt: str, output: str) -> i
     from runner.commands.docs import docs as write_docs
 
     return write_docs(_workspace(ctx), list(names), fmt, output)
+
+
+@cli.command()
+@click.option("-o", "--output", metavar="DIR", required=True, help="Folder for the site (index.html first).")
+@click.option("--since", metavar="DUR", default="30d", show_default=True, help="The summary's window.")
+@click.option("-n", "--recent", type=click.IntRange(1, 10000), default=50, show_default=True, metavar="N",
+              help="Runs listed on the index.")
+@click.pass_context
+def site(ctx: click.Context, output: str, since: str, recent: int) -> int:
+    """A static site: catalog, recent runs and summary; a page per runbook (manual, history) and per run.
+    Relative links, no scripts, no CDN: publish DIR with any web server."""
+    from runner.commands.site import site as write_site
+
+    return write_site(_workspace(ctx), output, since, recent)
 
 
 @cli.command()

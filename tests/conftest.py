@@ -96,3 +96,18 @@ def on_host(fleet: Any, name: str, command: str, check: bool = True) -> subproce
     if check:
         assert done.returncode == 0, f"{name}: {command}: {done.stderr}"
     return done
+
+
+def chromium_dom(page: Path, tmp_path: Path) -> str:
+    """The page's DOM after a real headless Chromium loaded and rendered it."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if IN_CI:
+            pytest.fail("chromium is missing: run tests/install-test-deps.sh", pytrace=False)
+        pytest.skip("chromium is not installed")
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
+         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

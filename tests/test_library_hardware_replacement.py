@@ -197,6 +197,7 @@ def test_check_mode_stops_nothing_and_writes_nothing(
                    "-p", "part=disk sdz", "-p", f"services={SERVICE}", "-p", "drain_hook=touch /root/drained", cwd=ws)
     try:
         assert done.returncode == 5, done.stderr  # the manual step still waits for the operator
+        assert "A real run stops here and waits" in done.stderr and "The host is drained" not in done.stderr
         steps = _steps(_records(state_dir)[0])
         assert steps["identify"]["data"]["hardware"]["fleet-02"]["services"] == {SERVICE: "running"}
         assert steps["drain"]["data"]["drained"]["fleet-02"]["would_stop"] == [SERVICE]

@@ -3,29 +3,16 @@ loaded in a real headless Chromium and read back from its DOM."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from junitparser import JUnitXml
 
-from conftest import IN_CI, copy_workspace, runbook
+from conftest import chromium_dom, copy_workspace, runbook
 
 
-def _chromium_dom(page: Path, tmp_path: Path) -> str:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if IN_CI:
-            pytest.fail("chromium is missing: run tests/install-test-deps.sh", pytrace=False)
-        pytest.skip("chromium is not installed")
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+_chromium_dom = chromium_dom
 
 
 class _Texts(HTMLParser):
@@ -129,4 +116,4 @@ def test_alien_manual_shows_checklists_and_approvals(alien: Path, tmp_path: Path
     assert runbook("docs", "maintenance-window", "--format", "md", "-o", str(tmp_path / "m"), cwd=alien).returncode == 0
     page = (tmp_path / "m" / "maintenance-window.md").read_text()
     assert "- [ ] Window announced" in page and "Needs 1 approval(s)" in page
-    assert "## If a step fails" in page and "rollback" in page
+    assert "## Rollback" in page and "1. **rollback**: playbook `note.yml`" in page

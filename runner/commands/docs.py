@@ -7,8 +7,9 @@ from runner.definition.loader import check_runbook
 from runner.definition.model import Runbook
 from runner.errors import ExitCode, Problem
 from runner.output import cannot_write
-from runner.reports.procedures import write_manual
 from runner.definition.workspace import Workspace
+from runner.reports.procedures import write_manual
+from runner.store.sqlite import Store
 
 
 def docs(ws: Workspace, names: list[str], fmt: str, output: str) -> int:
@@ -21,8 +22,9 @@ def docs(ws: Workspace, names: list[str], fmt: str, output: str) -> int:
         problems += found
         if runbook is not None:
             runbooks.append(runbook)
+    store = Store(ws.state_dir) if (ws.state_dir / "history.db").exists() else None
     try:
-        written = write_manual(ws, runbooks, fmt, Path(output))
+        written = write_manual(ws, runbooks, fmt, Path(output), store)
     except OSError as exc:
         raise cannot_write(Path(output), "-o", exc) from None
     print(f"wrote {len(written)} pages to {output} (start at {written[0]})", file=sys.stderr)

@@ -15,7 +15,7 @@ from runner.definition.workspace import Workspace
 _LIVE = ("running",)
 
 
-def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow: bool) -> int:
+def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow: bool, data: bool = False) -> int:
     store = Store(ws.state_dir)
     run_id = store.resolve(ref)
     record = store.load(run_id)
@@ -23,7 +23,10 @@ def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow
     if follow:
         return _follow(store, run_id, step, host)
     for item in steps:
-        _print_step(store, record, item, host)
+        if data:
+            _print_data(item, host)
+        else:
+            _print_step(store, record, item, host)
     print(f"-- run {record.id}: {record.status} (exit {record.exit_code})", file=sys.stderr)
     return 0
 
@@ -36,6 +39,23 @@ def _select(record: RunRecord, step: str | None) -> list[StepRecord]:
         names = ", ".join(s.name for s in record.steps)
         raise UsageError(f"run {record.id} has no step {step!r} (steps: {names})")
     return chosen
+
+
+def _print_data(step: StepRecord, host: str | None) -> None:
+    """What the step recorded besides its output: sign-offs and its step data (set_stats), as YAML."""
+    from runner.reports.values import human_block
+
+    print(f"== step {step.index + 1} {step.name} ({step.type}): {step.status}")
+    for signoff in step.signoffs:
+        print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"
+              + (f": {signoff.item}" if signoff.item else "") + (f" ({signoff.note})" if signoff.note else ""))
+    data = step.data
+    if host is not None:  # the usual shape is {key: {host: value}}: keep that host's part
+        data = {k: {host: v[host]} for k, v in data.items() if isinstance(v, dict) and host in v}
+    if data:
+        print("\n".join(f"   {line}" for line in human_block(data).splitlines()))
+    elif not step.signoffs:
+        print("   (no step data)")
 
 
 def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | None) -> None:

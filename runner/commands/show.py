@@ -6,7 +6,9 @@ from runner.definition.durations import format_duration
 from runner.definition.loader import load_runbook
 from runner.definition.model import Runbook, Step
 from runner.output import emit, emit_json, table
-from runner.reports.playbooks import task_names
+from runner.reports.playbooks import recorded_keys, task_names
+from runner.reports.procedures import PastRuns, past_runs, run_command
+from runner.reports.values import human
 from runner.store.records import iso
 from runner.store.sqlite import Store
 from runner.definition.workspace import Workspace
@@ -14,11 +16,14 @@ from runner.definition.workspace import Workspace
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:
     runbook = load_runbook(ws.runbook_path(name), ws.display(ws.runbook_path(name)))
-    runs = Store(ws.state_dir).history(runbook.name, limit=5) if (ws.state_dir / "history.db").exists() else []
+    store = Store(ws.state_dir) if (ws.state_dir / "history.db").exists() else None
+    runs = store.history(runbook.name, limit=5) if store else []
+    durations = past_runs(store, runbook.name)
     if as_json:
         emit_json({
             "name": runbook.name, "version": runbook.version, "title": runbook.title, "kind": runbook.kind,
-            "maintenance_type": runbook.maintenance_type, "owner": runbook.owner, "tags": list(runbook.tags),
+            "maintenance_type": runbook.maintenance_type, "owner": runbook.owner, "contact": runbook.contact or None,
+            "escalation": runbook.escalation, "tags": list(runbook.tags),
             "description": runbook.description, "targets": runbook.targets,
             "parameters": [{k: getattr(p, k) for k in ("name", "type", "required", "default", "description")}
                            for p in runbook.parameters],
@@ -26,9 +31,13 @@ def show(ws: Workspace, name: str, as_json: bool = False) -> int:
             "on_failure": [_step_dict(ws, s) for s in runbook.on_failure],
             "schedule": [{"cron": s.cron, "params": dict(s.params), "inventory": s.inventory} for s in runbook.schedule],
             "last_runs": [{"id": r.id, "status": r.status, "started_at": iso(r.started_at)} for r in runs],
+            "expected_duration": {"runs": len(durations.durations),
+                                  "median": round(durations.median, 3) if durations.durations else None,
+                                  "p95": round(durations.p95, 3) if durations.durations else None},
+            "run": run_command(ws, runbook),
         })
         return 0
-    emit("\n".join(_document(ws, runbook, runs)))
+    emit("\n".join(_document(ws, runbook, runs, durations)))
     return 0
 
 
@@ -37,6 +46,7 @@ def _step_dict(ws: Workspace, step: Step) -> dict[str, object]:
     if step.playbook:
         data["playbook"] = step.playbook
         data["tasks"] = task_names(ws.playbook_path(step.playbook), ws.roles_dir)
+        data["records"] = recorded_keys(ws.playbook_path(step.playbook), ws.roles_dir)
     if step.manual:
         data["manual"], data["checklist"] = step.manual, list(step.checklist)
     if step.approval:
@@ -44,10 +54,14 @@ def _step_dict(ws: Workspace, step: Step) -> dict[str, object]:
     return data
 
 
-def _document(ws: Workspace, rb: Runbook, runs: list) -> list[str]:  # type: ignore[type-arg]
+def _document(ws: Workspace, rb: Runbook, runs: list, durations: PastRuns) -> list[str]:  # type: ignore[type-arg]
     kind = rb.kind + (f" ({rb.maintenance_type})" if rb.maintenance_type else "")
+    past = durations.durations
+    expected = (f"median {format_duration(durations.median)}, p95 {format_duration(durations.p95)} "
+                f"({len(past)} successful runs)") if past else "no runs yet"
     out = [f"{rb.name} {rb.version}: {rb.title}", "",
-           f"  kind:        {kind}", f"  owner:       {rb.owner or '-'}", f"  tags:        {', '.join(rb.tags) or '-'}",
+           f"  kind:        {kind}", f"  owner:       {rb.owner or '-'}", f"  escalation:  {rb.escalation or '-'}",
+           f"  tags:        {', '.join(rb.tags) or '-'}", f"  duration:    {expected}",
            f"  targets:     {rb.targets}", f"  inventory:   {rb.inventory or ws.config.inventory}",
            f"  concurrency: {rb.concurrency}" + (f" (lock {rb.lock_name})" if rb.concurrency == "exclusive" else "")]
     if rb.timeout:
@@ -64,13 +78,16 @@ def _document(ws: Workspace, rb: Runbook, runs: list) -> list[str]:  # type: ign
     if rb.on_failure:
         out += ["", "On failure:"] + _steps(ws, rb.on_failure)
     if rb.schedule:
-        out += ["", "Schedule:"] + [f"  {s.cron}  {dict(s.params) or ''} {s.inventory or ''}".rstrip() for s in rb.schedule]
+        out += ["", "Schedule:"] + [f"  {s.cron}  {human(dict(s.params)) if s.params else ''} {s.inventory or ''}".rstrip()
+                                    for s in rb.schedule]
     out += ["", "Last runs:"] + ([f"  {r.id}  {r.status}" for r in runs] or ["  (none)"])
+    out += ["", "Run it:", f"  {run_command(ws, rb)}",
+            "", "What the steps recorded: runbook log RUN --data  (the full manual: runbook docs)"]
     return out
 
 
 def _default(default: object, env: str | None) -> str:
-    text = "" if default is None else str(default)
+    text = "" if default is None else human(default)
     return f"{text} (env {env})".strip() if env else text
 
 
@@ -87,6 +104,8 @@ def _steps(ws: Workspace, steps: tuple[Step, ...]) -> list[str]:
             out.append(textwrap.indent(step.description.strip(), "       "))
         if step.playbook:
             out += [f"       - {t}" for t in task_names(ws.playbook_path(step.playbook), ws.roles_dir)]
+            keys = recorded_keys(ws.playbook_path(step.playbook), ws.roles_dir)
+            out += [f"       records step data: {', '.join(keys)}"] if keys else []
         if step.manual:
             out.append(textwrap.indent(step.manual.strip(), "       "))
             out += [f"       [ ] {item}" for item in step.checklist]

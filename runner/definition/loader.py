@@ -307,6 +307,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         kind=d["kind"],
         maintenance_type=d.get("maintenance_type"),
         owner=d.get("owner", ""),
+        contact=d.get("contact", ""),
         tags=tuple(d.get("tags", ())),
         description=d.get("description", ""),
         targets=d.get("targets", "all"),

@@ -76,6 +76,7 @@ class Runbook:
     steps: tuple[Step, ...]
     maintenance_type: str | None = None
     owner: str = ""
+    contact: str = ""  # whom to escalate to; `escalation` falls back on the owner
     tags: tuple[str, ...] = ()
     description: str = ""
     targets: str = "all"
@@ -89,6 +90,10 @@ class Runbook:
     schedule: tuple[Schedule, ...] = ()
     # The line of every key path ("steps[0].playbook": 9), for problems found after loading.
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+
+    @property
+    def escalation(self) -> str:
+        return self.contact or self.owner
 
     @property
     def lock_name(self) -> str:

@@ -21,7 +21,7 @@ from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
 from runner.execution.locks import RunLock
-from runner.execution.manual import Prompter, approvers, confirm_all, walk, waiting_message
+from runner.execution.manual import Prompter, approvers, confirm_all, rehearsal, walk, waiting_message
 from runner.definition.model import Runbook, Step
 from runner.definition.params import ResolvedParams
 from runner.execution.processes import sweep
@@ -306,6 +306,7 @@ class Execution:
 
     def _manual(self, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
         who = action.who if action else self.request.operator
+        step = rehearsal(step, self.runbook.name) if self.request.check else step
         if action is not None and action.confirm:
             step_record.signoffs += confirm_all(step, who, action.note)
             step_record.status = "succeeded"
@@ -338,7 +339,8 @@ class Execution:
     def _pause(self, record: RunRecord, step: Step) -> RunRecord:
         record.status, record.exit_code = "waiting", int(ExitCode.WAITING)
         self.store.save(record)
-        self.progress.note(waiting_message(record, step, len(self.runbook.steps)))
+        shown = rehearsal(step, self.runbook.name) if record.check and step.type == "manual" else step
+        self.progress.note(waiting_message(record, shown, len(self.runbook.steps)))
         self._notify(record)
         return record
 

@@ -87,3 +87,15 @@ def _record_of(record: RunRecord, step: Step) -> StepRecord:
 
 def _indent(text: str) -> str:
     return "\n".join(f"  {line}" if line else "" for line in text.strip().splitlines())
+
+
+def rehearsal(step: Step, runbook: str) -> Step:
+    """The step as `--check` shows it: what a real run would wait for, not the real run's words
+    ("The host is drained" is untrue when nothing was drained)."""
+    import dataclasses
+
+    items = "; ".join(checklist(step))
+    text = (f"Check mode: nothing was changed, so there is nothing to do here now.\n"
+            f"A real run stops here and waits until someone does the work and confirms: {items}.\n"
+            f"The instructions: runbook show {runbook}")
+    return dataclasses.replace(step, manual=text)

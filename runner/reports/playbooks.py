@@ -1,8 +1,9 @@
-"""Reading playbooks for people: the task names `runbook show` and the manual list for each step."""
+"""Reading playbooks for people: the task names `runbook show` and the manual list for each step, and
+what each step hands to the run record with set_stats (its "step data")."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -10,6 +11,10 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SECTIONS = ("pre_tasks", "roles", "tasks", "post_tasks")
 _INCLUDES = ("include_tasks", "import_tasks", "ansible.builtin.include_tasks", "ansible.builtin.import_tasks")
 _ROLES = ("include_role", "import_role", "ansible.builtin.include_role", "ansible.builtin.import_role")
+
+
+_Leaf = Callable[[dict[str, Any]], list[str]]
+_STATS = ("set_stats", "ansible.builtin.set_stats")
 
 
 def _read(path: Path) -> Any:
@@ -23,36 +28,60 @@ def _read(path: Path) -> Any:
         raise ValueError(exc.__class__.__name__) from None
 
 
-def task_names(playbook: Path, roles_dir: Path, depth: int = 0) -> list[str]:
+def task_names(playbook: Path, roles_dir: Path) -> list[str]:
     """Task names in run order; roles and static includes expanded, blocks flattened."""
+    return _walk(playbook, roles_dir, _name, play_names=True)
+
+
+def recorded_keys(playbook: Path, roles_dir: Path) -> list[str]:
+    """The step data keys the playbook hands to the run record (set_stats `data:`), in run order."""
+    return list(dict.fromkeys(_walk(playbook, roles_dir, _stats_keys, play_names=False)))
+
+
+def _name(task: dict[str, Any]) -> list[str]:
+    name = task.get("name")
+    return [name if isinstance(name, str) and name else _module_name(task)]
+
+
+def _stats_keys(task: dict[str, Any]) -> list[str]:
+    spec = next((task[k] for k in _STATS if k in task), None)
+    data = spec.get("data") if isinstance(spec, dict) else None
+    if isinstance(data, str):  # a Jinja expression: the quoted names it builds, e.g. {'packages_upgraded': ...}
+        import re
+
+        return re.findall(r"[{,]\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*:\s*\{\s*inventory_hostname", data)
+    return [str(k) for k in data] if isinstance(data, dict) else []
+
+
+def _walk(playbook: Path, roles_dir: Path, leaf: _Leaf, play_names: bool, depth: int = 0) -> list[str]:
     if depth > 4:
-        return [f"(playbooks from {playbook.name})"]
+        return [f"(playbooks from {playbook.name})"] if play_names else []
     try:
         plays = _read(playbook) or []
     except ValueError as exc:
-        return [f"(cannot read {playbook.name}: {exc})"]
+        return [f"(cannot read {playbook.name}: {exc})"] if play_names else []
     names: list[str] = []
     for play in plays if isinstance(plays, list) else []:
         if not isinstance(play, dict):
             continue
         if "import_playbook" in play or "ansible.builtin.import_playbook" in play:
             target = play.get("import_playbook") or play.get("ansible.builtin.import_playbook")
-            names += task_names(playbook.parent / str(target), roles_dir, depth + 1)
+            names += _walk(playbook.parent / str(target), roles_dir, leaf, play_names, depth + 1)
             continue
-        if isinstance(play.get("name"), str):
+        if play_names and isinstance(play.get("name"), str):
             names.append(f"play: {play['name']}")
         for section in _SECTIONS:
             items = play.get(section)
             for item in items if isinstance(items, list) else []:
                 if section == "roles":
                     role = item.get("role") or item.get("name") if isinstance(item, dict) else item
-                    names += _role_tasks(str(role), roles_dir, 0)
+                    names += _role_tasks(str(role), roles_dir, 0, leaf)
                 else:
-                    names += _tasks(item, playbook.parent, roles_dir, 0)
+                    names += _tasks(item, playbook.parent, roles_dir, 0, leaf)
     return names
 
 
-def _tasks(task: Any, base: Path, roles_dir: Path, depth: int) -> list[str]:
+def _tasks(task: Any, base: Path, roles_dir: Path, depth: int, leaf: _Leaf) -> list[str]:
     if not isinstance(task, dict) or depth > 4:
         return []
     if "block" in task:
@@ -60,31 +89,33 @@ def _tasks(task: Any, base: Path, roles_dir: Path, depth: int) -> list[str]:
         for key in ("block", "rescue", "always"):
             subs = task.get(key)
             for sub in subs if isinstance(subs, list) else []:
-                out += _tasks(sub, base, roles_dir, depth + 1)
+                out += _tasks(sub, base, roles_dir, depth + 1, leaf)
         return out
     for key in _ROLES:
         if key in task and isinstance(task[key], dict):
             spec = task[key]
-            return _role_tasks(str(spec.get("name")), roles_dir, depth + 1, str(spec.get("tasks_from") or "main"))
+            return _role_tasks(str(spec.get("name")), roles_dir, depth + 1, leaf, str(spec.get("tasks_from") or "main"))
     for key in _INCLUDES:
         if key in task and isinstance(task[key], str) and "{{" not in task[key]:
-            return _file_tasks(base / task[key], roles_dir, depth + 1)
-    name = task.get("name")
-    return [name if isinstance(name, str) and name else _module_name(task)]
+            return _file_tasks(base / task[key], roles_dir, depth + 1, leaf)
+    return leaf(task)
 
 
-def _role_tasks(role: str, roles_dir: Path, depth: int, tasks_from: str = "main") -> list[str]:
+def _role_tasks(role: str, roles_dir: Path, depth: int, leaf: _Leaf, tasks_from: str = "main") -> list[str]:
     name = tasks_from if tasks_from.endswith((".yml", ".yaml")) else f"{tasks_from}.yml"
     path = roles_dir / role / "tasks" / name
-    return [f"{role} : {n}" for n in _file_tasks(path, roles_dir, depth)] if path.is_file() else [f"role {role}"]
+    if not path.is_file():
+        return [f"role {role}"] if leaf is _name else []
+    found = _file_tasks(path, roles_dir, depth, leaf)
+    return [f"{role} : {n}" for n in found] if leaf is _name else found
 
 
-def _file_tasks(path: Path, roles_dir: Path, depth: int) -> list[str]:
+def _file_tasks(path: Path, roles_dir: Path, depth: int, leaf: _Leaf) -> list[str]:
     try:
         items = _read(path) or []
     except ValueError:
-        return [f"(tasks from {path.name})"]
-    return [n for item in items if isinstance(items, list) for n in _tasks(item, path.parent, roles_dir, depth)]
+        return [f"(tasks from {path.name})"] if leaf is _name else []
+    return [n for item in items if isinstance(items, list) for n in _tasks(item, path.parent, roles_dir, depth, leaf)]
 
 
 def _module_name(task: dict[str, Any]) -> str:

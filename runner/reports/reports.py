@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.definition.durations import format_duration
+from runner.reports.values import human, human_block, human_time
 from runner.store.records import RunRecord, iso
 from runner.store.sqlite import Store
 
@@ -18,12 +19,15 @@ _TEMPLATES = Path(__file__).parent / "templates"
 
 @functools.cache
 def _html_env() -> Any:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader
 
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True,  # every template here is HTML
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["duration"] = lambda s: format_duration(s or 0)
     env.filters["iso"] = iso
+    env.filters["human"] = human
+    env.filters["when"] = human_time
+    env.filters["human_block"] = human_block
     return env
 
 
@@ -114,6 +118,16 @@ def summarize(store: Store, since: float, until: float) -> Summary:
         " AND status IN ('failed', 'timed_out', 'aborted') ORDER BY started_at DESC LIMIT 50", window)
     return Summary(since, until, by_status, sorted(figures.values(), key=lambda f: f.name),
                    [tuple(h) for h in hosts], [tuple(f) for f in failures])
+
+
+def summary_html(summary: Summary) -> Any:
+    """The summary as a piece of a page: the `body` block of summary.html.j2, whatever it holds (the
+    charts of runner/reports/charts.py once they are in). The site's index embeds it."""
+    from markupsafe import Markup
+
+    template = _html_env().get_template("summary.html.j2")
+    context = template.new_context({"s": summary})
+    return Markup("".join(template.blocks["body"](context)))
 
 
 def summary_document(summary: Summary, fmt: str) -> str:

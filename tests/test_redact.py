@@ -214,3 +214,10 @@ def test_random_secrets_through_random_encodings() -> None:
         out = scrub.text(f"before {shown} after")
         assert REDACTED in out and shown not in out, (secret, shown, out)
         assert out.startswith("before ") and out.endswith(" after"), (secret, shown, out)
+
+
+@pytest.mark.parametrize("secret", ["x", "1", "4", "ab"])
+def test_a_tiny_secret_keeps_events_valid_json(secret: str) -> None:
+    event = {"counter": 14, "uuid": "4f1a-x", "stdout": f"token {secret}!", "list": ["a", "b"], "n": 1.5e-4}
+    out = json.loads(Scrubber([secret]).json(event))
+    assert out["stdout"] == f"token {REDACTED}!" and out["counter"] == 14

@@ -70,7 +70,16 @@ class Scrubber:
         groups = [group for group in self._groups if group[0] in dumped]
         if not groups and self._always is None:
             return dumped
-        return self._scrub(json.dumps(self._walk(value, groups), default=str, **options), groups)
+        clean = json.dumps(self._walk(value, groups), default=str, **options)
+        # Once more over the document, for forms that span strings (a command line split into argv);
+        # kept only if still JSON (a secret like "1" would otherwise eat digits of numbers).
+        scrubbed = self._scrub(clean, groups)
+        if scrubbed != clean:
+            try:
+                json.loads(scrubbed)
+            except ValueError:
+                return clean
+        return scrubbed
 
     def _scrub(self, text: str, groups: list[tuple[str, re.Pattern[str]]]) -> str:
         if not text:
@@ -141,7 +150,8 @@ def _base64_forms(raw: bytes) -> set[str]:
     for form in [f for f in forms if len(f) > max(_BASE64_WIDTHS)]:
         forms.discard(form)
         forms |= {form[i:i + width] for width in _BASE64_WIDTHS for i in range(0, len(form), width)}
-    forms = {f for f in forms if len(f) >= _MIN_BASE64 or len(raw) < _MIN_BASE64}
+    whole = base64.b64encode(raw).decode()
+    forms = {f for f in forms if len(f) >= _MIN_BASE64 or f in (whole, whole.rstrip("="))}
     return forms | {f.translate(str.maketrans("+/", "-_")) for f in forms}
 
 

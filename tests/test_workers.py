@@ -254,3 +254,118 @@ def test_the_health_check_runs_through_the_worker_against_the_other_hosts(ws: Pa
     assert step["worker"] == "node" and record["worker"] == "node"
     assert sorted(step["hosts"]) == TARGETS
     assert all(h["failed"] == 0 and h["unreachable"] == 0 and h["ok"] > 0 for h in step["hosts"].values())
+
+
+def _start_sleep(ws: Path, fleet: Any) -> subprocess.Popen[str]:
+    """`runbook run sleep` on the worker, returned once `sleep 300` runs on the node."""
+    env = dict(os.environ, API_TOKEN="x" * 12)
+    run = subprocess.Popen([sys.executable, "-m", "runner", "run", "sleep", "--non-interactive"], cwd=ws, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any("sleep 300" in p for p in _node_processes(fleet)):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.5)
+    return run
+
+
+def _transport_of(pid: int) -> int:
+    """The ssh the run process started for its worker."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return next(int(c) for c in children if Path(f"/proc/{c}/comm").read_text().strip() == "ssh")
+
+
+def _node_is_clean(fleet: Any, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    left = _node_processes(fleet)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _node_processes(fleet)
+    return left
+
+
+def test_a_lost_connection_is_said_plainly_and_the_node_stops_the_job(ws: Path, fleet_hosts: Any) -> None:
+    run = _start_sleep(ws, fleet_hosts)
+    try:
+        os.kill(_transport_of(run.pid), signal.SIGKILL)  # the link dies under the running job
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 4, stderr
+    assert "lost the connection to worker 'node'" in stderr
+    assert f"the playbook may still be running on node {NODE}" in stderr
+    assert _node_is_clean(fleet_hosts, 10) == []
+    assert on_host(fleet_hosts, NODE, "ls -A /dev/shm").stdout.strip() == ""
+
+
+def test_a_killed_controller_is_reaped_on_the_node_too(ws: Path, fleet_hosts: Any) -> None:
+    run = _start_sleep(ws, fleet_hosts)
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert _node_is_clean(fleet_hosts, 10) == []  # its stdin closed: the node stopped the job
+    assert on_host(fleet_hosts, NODE, "ls -A /dev/shm").stdout.strip() == ""
+    record = json.loads(runbook("history", "-n", "1", "--json", cwd=ws).stdout)[0]
+    assert record["status"] == "aborted"  # the next command reaps the dead run
+    assert not any(Path(f"/proc/{p}").exists() for p in [run.pid])
+
+
+# -- without the fleet: configuration, references, and a worker reached with `sh -c` on this machine --
+
+def _plain_ws(tmp_path: Path, toml: str, runbook_text: str) -> Path:
+    root = tmp_path / "plain"
+    for folder in ("runbooks", "playbooks", "inventories"):
+        (root / folder).mkdir(parents=True)
+    (root / "playbooks" / "hello.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Hello\n      debug:\n        msg: hello\n")
+    (root / "inventories" / "local.yml").write_text(
+        f"all:\n  hosts:\n    localhost:\n      ansible_connection: local\n      ansible_python_interpreter: {sys.executable}\n")
+    (root / "runbooks" / "hello.yml").write_text(runbook_text)
+    (root / "runbook.toml").write_text(toml)
+    return root
+
+
+_HELLO_RUNBOOK = _runbook_file("hello", "hello.yml").replace("parameters:\n  api_token: {type: secret, env: API_TOKEN}\n", "")
+
+
+def test_worker_tables_are_checked(tmp_path: Path) -> None:
+    toml = ('[workers.BAD]\ncommand = ["ssh"]\n\n[workers.empty]\ncommand = []\n\n'
+            '[workers.typo]\ncommand = ["ssh", "x"]\nansible-runner = "/x"\n')
+    done = runbook("run", "hello", cwd=_plain_ws(tmp_path, toml, _HELLO_RUNBOOK))
+    assert done.returncode == 3, done.stderr
+    assert "workers.BAD: is not a worker name" in done.stderr
+    assert "workers.empty.command: expected a list of words" in done.stderr
+    assert "workers.typo.ansible-runner: unknown key" in done.stderr
+
+
+def test_an_unknown_worker_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    ws = _plain_ws(tmp_path, '[workers.dmz]\ncommand = ["sh", "-c"]\n', _HELLO_RUNBOOK + "    worker: dzm\n")
+    done = runbook("run", "hello", cwd=ws)
+    assert done.returncode == 3, done.stderr
+    assert "step 'main': no worker 'dzm' in runbook.toml [workers] (known: dmz)" in done.stderr
+    done = runbook("run", "hello", "--worker", "nope", cwd=ws)
+    assert done.returncode == 3 and "--worker: no worker 'nope'" in done.stderr
+
+
+def test_a_worker_belongs_to_playbook_steps(tmp_path: Path) -> None:
+    text = _HELLO_RUNBOOK + "  - name: look\n    manual: Look at it.\n    worker: dmz\n"
+    done = runbook("validate", "hello", "--no-syntax-check",
+                   cwd=_plain_ws(tmp_path, '[workers.dmz]\ncommand = ["sh", "-c"]\n', text))
+    assert done.returncode == 3
+    assert "steps[1].worker: worker belongs to playbook steps" in done.stderr
+
+
+def test_a_worker_reached_through_sh_runs_the_step(tmp_path: Path) -> None:
+    """The transport is any command taking a shell command line: here `sh -c` on this machine."""
+    runner = str(Path(sys.executable).parent / "ansible-runner")
+    ws = _plain_ws(tmp_path, f'[workers.here]\ncommand = ["sh", "-c"]\nansible_runner = {json.dumps(runner)}\n',
+                   _HELLO_RUNBOOK)
+    done = runbook("run", "hello", "--worker", "here", "--json", "--check", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["worker"] == "here" and record["steps"][0]["worker"] == "here"
+    assert record["steps"][0]["hosts"]["localhost"]["ok"] == 1
+    folder = next((tmp_path / "state" / "runs").iterdir()) / "steps" / "01-main"
+    command = json.loads((folder / "command.json").read_text())["command"]
+    assert "--check" in command and command[0] == "ansible-playbook"
+    assert any(part.startswith("@/dev/shm/runbook-worker.") for part in command)  # extra vars on the tmpfs
+    assert "hello" in (folder / "stdout").read_text()

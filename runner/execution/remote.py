@@ -70,7 +70,7 @@ exec 3<&0 4<>"$d/done"
 { RUNBOOK_WORKER_JOB=$d TMPDIR=$d/tmp ANSIBLE_LOCAL_TEMP=$d/tmp ANSIBLE_SSH_CONTROL_PATH_DIR=$d/cp \
     "$runner" worker --private-data-dir "$d/job" <"$d/in" 3<&- 4>&-; echo "worker $?" >&4; } &
 { RUNBOOK_WORKER_JOB=$d cat <&3 >"$d/in" 3<&- 4>&-; echo "input 0" >&4; } 2>/dev/null &
-{ v=$("$runner" --version 2>/dev/null </dev/null); say "version ${v:-unknown}"; } 3<&- 4>&- &
+[ @CHECK_VERSION@ = 1 ] && { v=$("$runner" --version 2>/dev/null </dev/null); say "version ${v:-unknown}"; } 3<&- 4>&- &
 read -r what rc <&4
 [ "$what" = worker ] && exit "$rc"
 exit 0
@@ -79,9 +79,15 @@ exit 0
 _STATUS = {"successful": "successful", "failed": "failed", "timeout": "timeout", "canceled": "canceled"}
 
 
-def node_command(worker: WorkerConfig) -> list[str]:
+# ansible-runner's version on each worker, as its node reported it: asked once per worker and process,
+# since asking costs a Python start on the node.
+_NODE_VERSIONS: dict[WorkerConfig, str] = {}
+
+
+def node_command(worker: WorkerConfig, check_version: bool = True) -> list[str]:
     """The worker's `command` with the node-side script appended as one shell command line."""
-    script = _NODE_SCRIPT.replace("@RUNNER@", shlex.quote(worker.ansible_runner)).strip()
+    script = _NODE_SCRIPT.replace("@RUNNER@", shlex.quote(worker.ansible_runner))
+    script = script.replace("@CHECK_VERSION@", "1" if check_version else "0").strip()
     return [*worker.command, f"sh -c {shlex.quote(script)}"]
 
 
@@ -214,7 +220,8 @@ class _Link:
     def describe(self) -> dict[str, Any]:
         job = self.info.get("job", "").split()
         return {"worker": self.worker.name, "command": list(self.worker.command),
-                "node": job[1] if len(job) > 1 else None, "node_ansible_runner": self.info.get("version"),
+                "node": job[1] if len(job) > 1 else None,
+                "node_ansible_runner": self.info.get("version") or _NODE_VERSIONS.get(self.worker),
                 "controller_ansible_runner": controller_runner_version()}
 
     def run(self, job: PlaybookRun, staging: Path, kwargs: dict[str, Any], sink: _EventSink,
@@ -223,10 +230,16 @@ class _Link:
 
         extravars = json.dumps({**job.kept_vars, **job.secret_vars}, default=str).encode()
         job_zip = _zip_job(staging, {"env/extravars": extravars})
+        if self.worker in _NODE_VERSIONS:
+            self._check_version(_NODE_VERSIONS[self.worker], None)
+            if self.mismatch:
+                sink.close()
+                return StepOutcome("failed", 4, self.mismatch)
         env = dict(os.environ, **{MARKER: job.run_id})
         try:
             # Its own session: a ^C on the terminal reaches this process, which then stops the job in order.
-            self.proc = subprocess.Popen(node_command(self.worker), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            command = node_command(self.worker, check_version=self.worker not in _NODE_VERSIONS)
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as exc:
             sink.close()
@@ -333,7 +346,9 @@ class _Link:
         if version and not noted:
             self._check_version(version, progress)
 
-    def _check_version(self, version: str, progress: Progress) -> None:
+    def _check_version(self, version: str, progress: Progress | None) -> None:
+        """A different minor release is refused (exit 4, explained); a different patch level noted once."""
+        _NODE_VERSIONS[self.worker] = version
         mine = controller_runner_version()
         if version == mine:
             return
@@ -342,7 +357,7 @@ class _Link:
                              f"{mine}: the transmit/worker/process stream only matches within one minor release; "
                              f"install ansible-runner {'.'.join(mine.split('.')[:2])}.x on the node "
                              f"(or point ansible_runner in [workers.{self.worker.name}] at one)")
-        else:
+        elif progress is not None:
             progress.note(f"  note: worker {self.worker.name!r} runs ansible-runner {version}, this controller {mine}")
 
     def _close_input(self) -> None:

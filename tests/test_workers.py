@@ -162,6 +162,7 @@ def test_a_playbook_runs_on_the_node_and_its_secret_rests_nowhere(ws: Path, flee
     log = runbook("log", "last", cwd=ws).stdout
     assert f"running on node {NODE}" in log  # the playbook ran there, not here
     assert "the token is ***" in log and token not in log
+    assert "| main (worker node) |" in runbook("report", "last", "--format", "md", cwd=ws).stdout
     folder = next((tmp_path / "state" / "runs").iterdir()) / "steps" / "01-main"
     described = json.loads((folder / "worker.json").read_text())
     assert described["node"] == NODE and described["worker"] == "node"

@@ -3,7 +3,9 @@
 Starts a one-host fleet (tests/fleet.py: an sshd in its own namespaces; needs root), makes that host
 an execution node (ansible-runner copied into its overlay, as tests/test_workers.py does), then runs
 the same runbook alternately on this machine and through the worker, on each side's own localhost,
-and prints the median wall times, the difference per step and the ratio. Goal: under 1 s per step.
+and prints the median wall times, the difference per step and the ratio. The worker is measured twice:
+with a plain ssh command (a handshake per step) and with ssh connection sharing (ControlMaster), as
+README recommends. Goal: under 1 s per step.
 
     python bench/remote_overhead.py [--runs 5] [--steps 3]
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,8 +55,11 @@ def make_workspace(root: Path, steps: int, command: list[str], runner: str) -> N
     (root / "inventories" / "local.yml").write_text(
         "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
         "      ansible_python_interpreter: /usr/bin/python3\n")
-    (root / "runbook.toml").write_text(f"[workers.node]\ncommand = {json.dumps(command)}\n"
-                                       f"ansible_runner = {json.dumps(runner)}\n")
+    shared = command[:-1] + ["-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+                             "-o", f"ControlPath={root}/cm-%C", command[-1]]
+    (root / "runbook.toml").write_text(
+        f"[workers.node]\ncommand = {json.dumps(command)}\nansible_runner = {json.dumps(runner)}\n\n"
+        f"[workers.shared]\ncommand = {json.dumps(shared)}\nansible_runner = {json.dumps(runner)}\n")
 
 
 def timed(command: list[str], cwd: Path) -> float:
@@ -63,6 +69,12 @@ def timed(command: list[str], cwd: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return elapsed
+
+
+def timed_ssh(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -87,19 +99,24 @@ def main() -> int:
             ws = root / "ws"
             make_workspace(ws, args.steps, started.ssh_argv(host, "")[:-1], runner)
             base = [runbook_bin, "-w", str(ws), "run", "bench", "--non-interactive", "-q"]
-            local, remote = [], []
+            local, remote, shared = [], [], []
             timed(base, ws)  # warm caches on both sides before measuring
             timed(base + ["--worker", "node"], ws)
             for _ in range(args.runs):
                 local.append(timed(base, ws))
                 remote.append(timed(base + ["--worker", "node"], ws))
+                shared.append(timed(base + ["--worker", "shared"], ws))
+            handshake = min(timed_ssh(started.ssh_argv(host, "true")) for _ in range(3))
         finally:
             started.stop()
-    lm, rm = statistics.median(local), statistics.median(remote)
+    lm, rm, sm = statistics.median(local), statistics.median(remote), statistics.median(shared)
     print(f"runbook with {args.steps} playbook steps, {args.runs} runs each, medians:")
-    print(f"  local                {lm:6.2f} s")
-    print(f"  through the worker   {rm:6.2f} s   ({rm / lm:.2f}x local)")
-    print(f"  added per step       {(rm - lm) / args.steps:6.2f} s   (goal: under 1 s)")
+    print(f"  local                              {lm:6.2f} s")
+    print(f"  through the worker, plain ssh      {rm:6.2f} s   ({rm / lm:.2f}x local, "
+          f"{(rm - lm) / args.steps:+.2f} s per step)")
+    print(f"  through the worker, shared ssh     {sm:6.2f} s   ({sm / lm:.2f}x local, "
+          f"{(sm - lm) / args.steps:+.2f} s per step; goal: under 1 s)")
+    print(f"  one ssh handshake (ssh host true)  {handshake:6.2f} s   (load average now: {os.getloadavg()[0]:.1f})")
     return 0
 
 

@@ -345,6 +345,9 @@ def test_an_unknown_worker_is_refused_before_anything_runs(tmp_path: Path) -> No
     assert "step 'main': no worker 'dzm' in runbook.toml [workers] (known: dmz)" in done.stderr
     done = runbook("run", "hello", "--worker", "nope", cwd=ws)
     assert done.returncode == 3 and "--worker: no worker 'nope'" in done.stderr
+    done = runbook("validate", "hello", "--no-syntax-check", cwd=ws)
+    assert done.returncode == 3
+    assert "runbooks/hello.yml:11: steps[0].worker: no worker 'dzm' in runbook.toml [workers] (known: dmz)" in done.stderr
 
 
 def test_a_worker_belongs_to_playbook_steps(tmp_path: Path) -> None:

@@ -214,6 +214,7 @@ class _Link:
         self.rc: int | None = None
         self.got_eof = False
         self.proc: subprocess.Popen[bytes] | None = None
+        self.sender: threading.Thread | None = None
         self.stopping = ""
         self.mismatch = ""
 
@@ -245,8 +246,8 @@ class _Link:
             sink.close()
             return StepOutcome("failed", 4, f"worker {self.worker.name!r}: cannot start {self.worker.command[0]!r}: "
                                f"{exc.strerror}")
-        threads = [threading.Thread(target=self._read_stderr, daemon=True),
-                   threading.Thread(target=self._send, args=(kwargs, job_zip), daemon=True)]
+        self.sender = threading.Thread(target=self._send, args=(kwargs, job_zip), daemon=True)
+        threads = [threading.Thread(target=self._read_stderr, daemon=True), self.sender]
         processor = threading.Thread(target=self._process, args=(sink, staging / "artifacts"), daemon=True)
         for thread in threads + [processor]:
             thread.start()
@@ -287,7 +288,11 @@ class _Link:
         processor = _Processor(_input=self.proc.stdout, event_handler=sink.handle, status_handler=self._status,
                                finished_callback=None, private_data_dir=str(artifacts.parent), ident="ansible",
                                quiet=True, settings={})
-        processor.run()
+        try:
+            processor.run()
+        except Exception as exc:  # a broken stream is the worker's failure, said in one line, not a traceback
+            self.status = {"status": "error", "job_explanation": f"unreadable stream: {exc.__class__.__name__}: {exc}"}
+            self.got_eof = False
 
     def _status(self, data: dict[str, Any], runner_config: Any = None) -> None:
         self.status = data
@@ -363,6 +368,9 @@ class _Link:
     def _close_input(self) -> None:
         """EOF on the node's stdin: its script stops every process of the job and removes its folder."""
         assert self.proc is not None and self.proc.stdin is not None
+        if self.sender is not None and self.sender.is_alive():
+            self._terminate()  # the job is still being written: closing would wait for a node that may not read
+            return
         try:
             self.proc.stdin.close()
         except OSError:

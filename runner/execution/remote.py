@@ -215,6 +215,7 @@ class _Link:
         self.got_eof = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.sender: threading.Thread | None = None
+        self.reader: threading.Thread | None = None
         self.stopping = ""
         self.mismatch = ""
 
@@ -247,7 +248,8 @@ class _Link:
             return StepOutcome("failed", 4, f"worker {self.worker.name!r}: cannot start {self.worker.command[0]!r}: "
                                f"{exc.strerror}")
         self.sender = threading.Thread(target=self._send, args=(kwargs, job_zip), daemon=True)
-        threads = [threading.Thread(target=self._read_stderr, daemon=True), self.sender]
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        threads = [self.reader, self.sender]
         processor = threading.Thread(target=self._process, args=(sink, staging / "artifacts"), daemon=True)
         for thread in threads + [processor]:
             thread.start()
@@ -255,6 +257,7 @@ class _Link:
             self._wait(processor, job, canceled, progress)
         finally:
             sink.close()
+            self.close()  # the node's exit status and last words belong to the verdict
         return self._outcome(sink, job)
 
     # -- the three streams ------------------------------------------------------------------------
@@ -267,13 +270,16 @@ class _Link:
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line.startswith("runbook-worker: "):
-                key, _, value = line.removeprefix("runbook-worker: ").partition(" ")
-                self.info[key] = value
-            self.log.append(line)
-            del self.log[:-500]
+        try:
+            for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith("runbook-worker: "):
+                    key, _, value = line.removeprefix("runbook-worker: ").partition(" ")
+                    self.info[key] = value
+                self.log.append(line)
+                del self.log[:-500]
+        except (OSError, ValueError):
+            pass  # closed under it: the transport is gone
 
     def _process(self, sink: _EventSink, artifacts: Path) -> None:
         from ansible_runner.streaming import Processor
@@ -387,7 +393,7 @@ class _Link:
 
     def close(self) -> None:
         """End the transport: the node cleans up when its stdin closes; wait for that, within bounds."""
-        if self.proc is None:
+        if self.proc is None or self.proc.returncode is not None:
             return
         self._close_input()
         try:
@@ -395,6 +401,8 @@ class _Link:
         except subprocess.TimeoutExpired:
             self._terminate()
         self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(2.0)  # the last words of the node (a background ssh may hold stderr open)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -429,7 +437,8 @@ class _Link:
         if "job" not in self.info:
             return f"{name} cannot be reached: {detail}"
         node = self.info["job"].split()[-1]
-        if status == "error" and self.status.get("job_explanation") and code not in (255, None):
-            return f"{name}: ansible-runner on {node} failed: {self.status['job_explanation']}; {detail}"[:1000]
+        if code is not None and 0 <= code != 255:  # the node's script ended: the worker itself failed there
+            explanation = self.status.get("job_explanation") or "no result"
+            return f"{name}: ansible-runner on {node} failed: {explanation}; {detail}"[:1000]
         return (f"lost the connection to {name} ({detail}): the playbook may still be running on node {node}; "
                 f"its wrapper stops it when it sees the connection closed")[:1000]

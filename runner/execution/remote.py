@@ -52,7 +52,12 @@ if ! command -v "$runner" >/dev/null 2>&1; then say "missing $runner is not inst
 shm=/dev/shm
 if [ "$(stat -f -c %T "$shm" 2>/dev/null)" != tmpfs ]; then say "notmpfs $shm on $node is not a tmpfs"; exit 97; fi
 d=$(mktemp -d "$shm/runbook-worker.XXXXXXXXXX") || { say "notmpfs cannot create a folder in $shm on $node"; exit 97; }
-jobpids() { grep -lzxF "RUNBOOK_WORKER_JOB=$d" /proc/[0-9]*/environ 2>/dev/null | sed 's,^/proc/\([0-9]*\)/environ$,\1,'; }
+# ssh's ControlPersist masters rewrite their environ with their title, which names $d/cp: found by it.
+# ([/] keeps grep from finding itself.)
+jobpids() {
+  { grep -lzxF "RUNBOOK_WORKER_JOB=$d" /proc/[0-9]*/environ; grep -lz "[/]${d#/}/" /proc/[0-9]*/cmdline; } 2>/dev/null |
+    sed -e 's,^/proc/,,' -e 's,/.*,,' | sort -u
+}
 stop() {
   n=0
   while p=$(jobpids) && [ -n "$p" ] && [ $n -lt 70 ]; do

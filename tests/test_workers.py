@@ -138,7 +138,7 @@ def _files_holding(text: str, roots: list[Path]) -> list[str]:
     """Files under `roots` (gzip files decompressed) that contain `text`."""
     found = []
     for root in roots:
-        for path in [root] if root.is_file() else root.rglob("*"):
+        for path in [root] if root.is_file() else _walk(root):
             try:
                 data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
             except OSError:
@@ -167,7 +167,7 @@ def test_a_playbook_runs_on_the_node_and_its_secret_rests_nowhere(ws: Path, flee
     described = json.loads((folder / "worker.json").read_text())
     assert described["node"] == NODE and described["worker"] == "node"
     # The controller: the workspace, the state dir, memory-backed files, and anything new in /tmp.
-    fresh = [p for p in Path("/tmp").rglob("*") if _newer(p, started) and tmp_path not in p.parents]
+    fresh = [p for p in _walk(Path("/tmp")) if _newer(p, started) and tmp_path not in p.parents]
     leaks = _files_holding(token, [tmp_path, Path("/dev/shm"), *fresh])
     assert leaks == []
     # The node: every place the job can write (its tmpfs mounts, home, the venv, /etc, /var) read whole.
@@ -177,6 +177,12 @@ def test_a_playbook_runs_on_the_node_and_its_secret_rests_nowhere(ws: Path, flee
     assert out.strip() == "searched", out
     assert on_host(fleet_hosts, NODE, "ls -A /dev/shm").stdout.strip() == ""
     assert _node_processes(fleet_hosts) == []
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under `root`; folders that vanish while walked (other programs' temp files) are skipped."""
+    for folder, _, files in os.walk(root, onerror=lambda _: None):
+        yield from (Path(folder) / name for name in files)
 
 
 def _newer(path: Path, since: float) -> bool:

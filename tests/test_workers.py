@@ -379,3 +379,24 @@ def test_a_worker_reached_through_sh_runs_the_step(tmp_path: Path) -> None:
     assert "--check" in command and command[0] == "ansible-playbook"
     assert any(part.startswith("@/dev/shm/runbook-worker.") for part in command)  # extra vars on the tmpfs
     assert "hello" in (folder / "stdout").read_text()
+
+
+def test_retries_and_handlers_run_on_the_worker_too(tmp_path: Path) -> None:
+    """A step that fails once is retried on its failed host, and on_failure handlers run there as well."""
+    runner = str(Path(sys.executable).parent / "ansible-runner")
+    marker = tmp_path / "failed-once"
+    text = _HELLO_RUNBOOK.replace("    playbook: hello.yml\n", "    playbook: flaky.yml\n    retries: 1\n") + (
+        "  - name: broken\n    playbook: broken.yml\non_failure:\n  - name: cleanup\n    playbook: hello.yml\n")
+    ws = _plain_ws(tmp_path, f'[workers.here]\ncommand = ["sh", "-c"]\nansible_runner = {json.dumps(runner)}\n', text)
+    (ws / "playbooks" / "flaky.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Fail the first time\n"
+        f"      shell: test -e {marker} || {{ touch {marker}; exit 1; }}\n")
+    (ws / "playbooks" / "broken.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Fail\n      fail:\n        msg: broken\n")
+    done = runbook("run", "hello", "--worker", "here", "--json", cwd=ws)
+    assert done.returncode == 1, done.stderr
+    steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
+    assert steps["main"]["status"] == "succeeded" and steps["main"]["attempts"] == 2
+    assert steps["broken"]["status"] == "failed" and steps["broken"]["hosts"]["localhost"]["failed"] == 1
+    assert steps["cleanup"]["handler"] and steps["cleanup"]["status"] == "succeeded"
+    assert {s["worker"] for s in steps.values()} == {"here"}

@@ -263,6 +263,8 @@ class _Link:
         finally:
             sink.close()
             self.close()  # the node's exit status and last words belong to the verdict
+        if "version" in self.info and self.worker not in _NODE_VERSIONS:  # it came after a short job's end
+            self._check_version(self.info["version"], progress)
         return self._outcome(sink, job)
 
     # -- the three streams ------------------------------------------------------------------------

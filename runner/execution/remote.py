@@ -137,8 +137,11 @@ def _stage(job: PlaybookRun, staging: Path) -> dict[str, Any]:
         "playbook": job.playbook, "inventory": inventory, "limit": job.limit, "forks": job.forks,
         "cmdline": " ".join(flags), "ident": "ansible", "quiet": True, "suppress_output_file": True,
         "fact_cache_type": "memory", "rotate_artifacts": 0,
-        # ANSIBLE_ROLES_PATH is joined by the worker onto its own <private dir>/roles.
-        "envvars": {"ANSIBLE_CONFIG": "ansible.cfg", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_ROLES_PATH": "."},
+        # ANSIBLE_ROLES_PATH is joined by the worker onto its own <private dir>/roles. Pipelining on every
+        # connection, the node's local one included: module arguments (a secret among them) then reach
+        # the module through a pipe instead of a file in the node's ~/.ansible/tmp.
+        "envvars": {"ANSIBLE_CONFIG": "ansible.cfg", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_ROLES_PATH": ".",
+                    "ANSIBLE_PIPELINING": "True"},
         "timeout": max(1, int(job.timeout)) if job.timeout is not None else None,
         "settings": {"pexpect_timeout": 0.25, "suppress_ansible_output": True},
     }

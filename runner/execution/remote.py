@@ -343,9 +343,14 @@ class _Link:
         assert self.proc is not None
         give_up = time.monotonic() + job.timeout + TIMEOUT_MARGIN if job.timeout is not None else None
         cut_at: float | None = None
+        exited_at: float | None = None
         noted = False
         while processor.is_alive():
             processor.join(0.05)
+            if exited_at is None and self.proc.poll() is not None:
+                exited_at = time.monotonic()
+            elif exited_at is not None and time.monotonic() - exited_at > 5:
+                break  # the transport is gone but something else holds its stdout open: stop reading
             version = self.info.get("version")
             if version and not noted:
                 noted = True
@@ -413,9 +418,10 @@ class _Link:
         self.proc.wait()
         if self.reader is not None:
             self.reader.join(2.0)  # the last words of the node (a background ssh may hold stderr open)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self.proc.stderr is not None and not (self.reader and self.reader.is_alive()):
+            self.proc.stderr.close()  # (closing it under a blocked reader would block here too)
 
     # -- the verdict --------------------------------------------------------------------------------
     def _outcome(self, sink: _EventSink, job: PlaybookRun) -> StepOutcome:

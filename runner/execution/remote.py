@@ -286,6 +286,8 @@ class _Link:
                 if line.startswith("runbook-worker: "):
                     key, _, value = line.removeprefix("runbook-worker: ").partition(" ")
                     self.info[key] = value
+                if line == "Terminated":
+                    continue  # a shell's note that the node script stopped a process of the job: noise
                 self.log.append(line)
                 del self.log[:-500]
         except (OSError, ValueError):

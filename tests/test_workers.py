@@ -400,3 +400,16 @@ def test_retries_and_handlers_run_on_the_worker_too(tmp_path: Path) -> None:
     assert steps["broken"]["status"] == "failed" and steps["broken"]["hosts"]["localhost"]["failed"] == 1
     assert steps["cleanup"]["handler"] and steps["cleanup"]["status"] == "succeeded"
     assert {s["worker"] for s in steps.values()} == {"here"}
+
+
+def test_a_node_without_a_tmpfs_is_not_sent_the_job(ws: Path, fleet_hosts: Any) -> None:
+    """Secrets must not rest on a disk: a /dev/shm that is a folder of the overlay gets no job."""
+    on_host(fleet_hosts, NODE, "mkdir -p /var/lib/not-a-tmpfs && mount --bind /var/lib/not-a-tmpfs /dev/shm")
+    try:
+        done = runbook("run", "hello", "--non-interactive", cwd=ws, env={"API_TOKEN": "t" * 12})
+        left = on_host(fleet_hosts, NODE, "ls -A /var/lib/not-a-tmpfs").stdout.strip()
+    finally:
+        on_host(fleet_hosts, NODE, "umount /dev/shm; rm -rf /var/lib/not-a-tmpfs", check=False)
+    assert done.returncode == 4, done.stderr
+    assert f"worker 'node': /dev/shm on {NODE} is not a tmpfs" in done.stderr
+    assert left == ""  # nothing of the job was unpacked there

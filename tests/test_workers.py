@@ -413,3 +413,19 @@ def test_a_node_without_a_tmpfs_is_not_sent_the_job(ws: Path, fleet_hosts: Any) 
     assert done.returncode == 4, done.stderr
     assert f"worker 'node': /dev/shm on {NODE} is not a tmpfs" in done.stderr
     assert left == ""  # nothing of the job was unpacked there
+
+
+def test_runs_share_a_worker_at_once(ws: Path, fleet_hosts: Any) -> None:
+    """Two runs on the same node at the same time: each job in its own folder, each recorded."""
+    env = dict(os.environ, API_TOKEN="t" * 12)
+    commands = [["run", "hello", "--json"],
+                ["run", "health-check", "--worker", "node", "-i", "fleet", "-l", "fleet-01",
+                 "-p", "max_load_per_cpu=1000", "--json"]]
+    runs = [subprocess.Popen([sys.executable, "-m", "runner", *c], cwd=ws, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for c in commands]
+    results = [r.communicate(timeout=300) for r in runs]
+    for run, (out, err) in zip(runs, results):
+        assert run.returncode == 0, err
+        assert json.loads(out)["steps"][0]["worker"] == "node"
+    assert _node_is_clean(fleet_hosts, 10) == []
+    assert on_host(fleet_hosts, NODE, "ls -A /dev/shm").stdout.strip() == ""

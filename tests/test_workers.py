@@ -429,3 +429,17 @@ def test_runs_share_a_worker_at_once(ws: Path, fleet_hosts: Any) -> None:
         assert json.loads(out)["steps"][0]["worker"] == "node"
     assert _node_is_clean(fleet_hosts, 10) == []
     assert on_host(fleet_hosts, NODE, "ls -A /dev/shm").stdout.strip() == ""
+
+
+def test_caller_values_reach_the_node_as_literal_text(tmp_path: Path) -> None:
+    """A parameter holding a template is not rendered on the node: it arrives marked unsafe."""
+    runner = str(Path(sys.executable).parent / "ansible-runner")
+    text = _HELLO_RUNBOOK.replace("targets: all\n", "targets: all\nparameters:\n  note: {type: string}\n")
+    ws = _plain_ws(tmp_path, f'[workers.here]\ncommand = ["sh", "-c"]\nansible_runner = {json.dumps(runner)}\n', text)
+    (ws / "playbooks" / "hello.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  serial: \"{{ runbook_serial }}\"\n  tasks:\n"
+        "    - name: Echo\n      debug:\n        msg: \"note={{ note }}\"\n")
+    done = runbook("run", "hello", "--worker", "here", "-p", "note={{ 7 * 6 }}", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    log = runbook("log", "last", cwd=ws).stdout
+    assert "note={{ 7 * 6 }}" in log and "note=42" not in log

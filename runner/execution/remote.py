@@ -187,6 +187,32 @@ def _zip_job(staging: Path, extra: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+class _Unsafe(str):
+    """A string Ansible must take as it is, never as a template."""
+
+
+def unsafe_yaml(values: dict[str, Any]) -> bytes:
+    """Extra vars as YAML with every string value tagged !unsafe: a caller's `{{ ... }}` arrives literally."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_Unsafe, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data)))
+
+    def tag(value: Any) -> Any:
+        if isinstance(value, str):
+            return _Unsafe(value)
+        if isinstance(value, list):
+            return [tag(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): tag(v) for k, v in value.items()}
+        return value
+
+    plain = json.loads(json.dumps(values, default=str))  # only JSON's types, as the local step sends
+    return yaml.dump(tag(plain), Dumper=Dumper, allow_unicode=True, sort_keys=False).encode()
+
+
 def _transmit(output: IO[bytes], kwargs: dict[str, Any], job_zip: bytes) -> None:
     """ansible-runner's transmit stream: the kwargs line, the zipped private data dir, eof."""
     from ansible_runner.utils.base64io import Base64IO
@@ -238,8 +264,7 @@ class _Link:
             canceled: Callable[[], bool], progress: Progress) -> StepOutcome:
         import ansible_runner.streaming  # noqa: F401  once, here: importing it in two threads at once races
 
-        extravars = json.dumps({**job.kept_vars, **job.secret_vars}, default=str).encode()
-        job_zip = _zip_job(staging, {"env/extravars": extravars})
+        job_zip = _zip_job(staging, {"env/extravars": unsafe_yaml({**job.kept_vars, **job.secret_vars})})
         if self.worker in _NODE_VERSIONS:
             self._check_version(_NODE_VERSIONS[self.worker], None)
             if self.mismatch:

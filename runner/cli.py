@@ -97,6 +97,7 @@ def validate(ctx: click.Context, names: tuple[str, ...], no_syntax_check: bool) 
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the run (a suite per step, a case per host and task).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream Ansible's own output.")
+@click.option("--worker", metavar="NAME", help="Run every playbook step on this worker ([workers.NAME] in runbook.toml).")
 @click.pass_context
 def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: Any) -> int:
     """Run a runbook.

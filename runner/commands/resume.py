@@ -101,7 +101,7 @@ def execution_for(ws: Workspace, record: RunRecord, interactive: bool) -> Execut
     params = ResolvedParams(values, frozenset(p.name for p in runbook.parameters if p.secret))
     request = RunRequest(params=params, operator=record.operator, trigger=record.trigger,
                          inventory=record.inventory, check=record.check, diff=record.diff, forks=record.forks,
-                         ci_job_url=record.ci_job_url, interactive=interactive)
+                         ci_job_url=record.ci_job_url, interactive=interactive, worker=record.worker or None)
     execution = Execution(ws, runbook, request, Progress())
     execution.limit = record.limit
     return execution

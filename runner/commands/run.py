@@ -40,6 +40,7 @@ def run(
     quiet: bool = False,
     verbose: bool = False,
     junit: str | None = None,
+    worker: str | None = None,
 ) -> int:
     from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
@@ -60,7 +61,7 @@ def run(
     request = RunRequest(
         params=params, operator=identity.operator(), trigger=trigger or identity.default_trigger(),
         inventory=inventory, limit=limit, check=check, diff=diff, forks=forks,
-        ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait,
+        ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait, worker=worker,
     )
     execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose))
     if interactive and runbook.kind == "maintenance" and not check and not yes:

@@ -24,7 +24,7 @@ def show(ws: Workspace, name: str, as_json: bool = False) -> int:
             "name": runbook.name, "version": runbook.version, "title": runbook.title, "kind": runbook.kind,
             "maintenance_type": runbook.maintenance_type, "owner": runbook.owner, "contact": runbook.contact or None,
             "escalation": runbook.escalation, "tags": list(runbook.tags),
-            "description": runbook.description, "targets": runbook.targets,
+            "description": runbook.description, "targets": runbook.targets, "worker": runbook.worker,
             "parameters": [{k: getattr(p, k) for k in ("name", "type", "required", "default", "description")}
                            for p in runbook.parameters],
             "steps": [_step_dict(ws, s) for s in runbook.steps],
@@ -47,6 +47,7 @@ def _step_dict(ws: Workspace, step: Step) -> dict[str, object]:
         data["playbook"] = step.playbook
         data["tasks"] = task_names(ws.playbook_path(step.playbook), ws.roles_dir)
         data["records"] = recorded_keys(ws.playbook_path(step.playbook), ws.roles_dir)
+        data["worker"] = step.worker
     if step.manual:
         data["manual"], data["checklist"] = step.manual, list(step.checklist)
     if step.approval:
@@ -64,6 +65,8 @@ def _document(ws: Workspace, rb: Runbook, runs: list, durations: PastRuns) -> li
            f"  tags:        {', '.join(rb.tags) or '-'}", f"  duration:    {expected}",
            f"  targets:     {rb.targets}", f"  inventory:   {rb.inventory or ws.config.inventory}",
            f"  concurrency: {rb.concurrency}" + (f" (lock {rb.lock_name})" if rb.concurrency == "exclusive" else "")]
+    if rb.worker:
+        out.append(f"  worker:      {rb.worker}")
     if rb.timeout:
         out.append(f"  timeout:     {format_duration(rb.timeout)}")
     if rb.rollout.serial is not None or rb.rollout.max_fail_percentage is not None:
@@ -98,6 +101,7 @@ def _steps(ws: Workspace, steps: tuple[Step, ...]) -> list[str]:
         extra += [f"timeout {format_duration(step.timeout)}"] if step.timeout else []
         extra += [f"retries {step.retries}"] if step.retries else []
         extra += ["on failure: continue"] if step.on_failure == "continue" else []
+        extra += [f"on worker {step.worker}"] if step.worker else []
         head = f"  {number}. {step.name} ({step.type}" + (f": {step.playbook}" if step.playbook else "") + ")"
         out.append(head + (f"  [{'; '.join(extra)}]" if extra else ""))
         if step.description:

@@ -64,6 +64,15 @@ def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
                 continue
             if not path.is_file():
                 problems.append(Problem(file, runbook.lines.get(where, step.line), where, f"{step.playbook!r} not found in {ws.display(ws.playbooks_dir)}/"))
+    workers = [("worker", runbook.worker)] + [
+        (f"{section}[{i}].worker", s.worker)
+        for section, steps in (("steps", runbook.steps), ("on_failure", runbook.on_failure)) for i, s in enumerate(steps)
+    ]
+    for where, name in workers:
+        if name and name not in ws.config.workers:
+            known = ", ".join(sorted(ws.config.workers)) or "none"
+            problems.append(Problem(file, runbook.lines.get(where), where,
+                                    f"no worker {name!r} in runbook.toml [workers] (known: {known})"))
     inventories = [("inventory", runbook.inventory)] + [
         (f"schedule[{i}].inventory", s.inventory) for i, s in enumerate(runbook.schedule)
     ]

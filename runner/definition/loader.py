@@ -182,7 +182,7 @@ def _step_problems(doc: Document, where: KeyPath, step: dict[str, Any], names: d
         what = "none" if not kinds else " and ".join(kinds)
         problems.append(doc.problem(where, f"a step has exactly one of playbook, manual, approval (found {what})"))
     kind = kinds[0] if len(kinds) == 1 else None
-    for key, needs in (("checklist", "manual"), ("vars", "playbook"), ("retries", "playbook")):
+    for key, needs in (("checklist", "manual"), ("vars", "playbook"), ("retries", "playbook"), ("worker", "playbook")):
         if key in step and kind != needs:
             problems.append(doc.problem(where + (key,), f"{key} belongs to {needs} steps"))
     if isinstance(step.get("playbook"), str):
@@ -292,6 +292,7 @@ def _step(doc: Document, where: KeyPath, data: dict[str, Any]) -> Step:
         on_failure=data.get("on_failure", "abort"),
         description=data.get("description", ""),
         line=doc.lines.get(where),
+        worker=data.get("worker"),
     )
 
 
@@ -326,4 +327,5 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
             for s in d.get("schedule", [])
         ),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
+        worker=d.get("worker"),
     )

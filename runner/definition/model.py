@@ -49,6 +49,7 @@ class Step:
     on_failure: str = "abort"
     description: str = ""
     line: int | None = None
+    worker: str | None = None  # a [workers.NAME] of runbook.toml; None: the runbook's, else local
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Runbook:
     parameters: tuple[Parameter, ...] = ()
     on_failure: tuple[Step, ...] = ()
     schedule: tuple[Schedule, ...] = ()
+    worker: str | None = None  # where its playbook steps run by default (None: on this machine)
     # The line of every key path ("steps[0].playbook": 9), for problems found after loading.
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 

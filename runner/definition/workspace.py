@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers"}
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
+_WORKER_KEYS = {"command", "ansible_runner"}
+WORKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -21,12 +24,23 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class WorkerConfig:
+    """An execution node: `command` reaches it (the worker's shell command line is appended as one
+    argument, as ssh expects), `ansible_runner` is the program on the node."""
+
+    name: str
+    command: tuple[str, ...]
+    ansible_runner: str = "ansible-runner"
+
+
+@dataclass(frozen=True)
 class Config:
     inventory: str = "local"
     state_dir: str | None = None
     forks: int | None = None
     notify: Notify = Notify()
     ansible_cfg: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    workers: Mapping[str, WorkerConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,8 @@ def load_config(path: Path) -> Config:
     ansible_cfg = data.get("ansible_cfg", {})
     if not isinstance(ansible_cfg, dict) or not all(isinstance(v, dict) for v in ansible_cfg.values()):
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))
+    workers, worker_problems = _workers(data.get("workers", {}), path.name)
+    problems += worker_problems
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -175,4 +191,32 @@ def load_config(path: Path) -> Config:
         forks=forks,
         notify=Notify(notify.get("webhook"), tuple(notify.get("on", Notify.on)), float(notify.get("timeout", 10))),
         ansible_cfg=ansible_cfg,
+        workers=workers,
     )
+
+
+def _workers(data: Any, filename: str) -> tuple[dict[str, WorkerConfig], list[Problem]]:
+    """[workers.NAME] tables: command (a non-empty list of strings), ansible_runner (a path or name)."""
+    if not isinstance(data, dict):
+        return {}, [Problem(filename, None, "workers", "expected tables like [workers.dmz]")]
+    workers, problems = {}, []
+    for name, spec in data.items():
+        where = f"workers.{name}"
+        if not WORKER_NAME.match(name):
+            problems.append(Problem(filename, None, where, "is not a worker name (lower case letters, digits, - and _)"))
+            continue
+        if not isinstance(spec, dict):
+            problems.append(Problem(filename, None, where, "expected a table with command = [...]"))
+            continue
+        problems += [Problem(filename, None, f"{where}.{k}", "unknown key") for k in spec if k not in _WORKER_KEYS]
+        command = spec.get("command")
+        if not (isinstance(command, list) and command and all(isinstance(w, str) and w for w in command)):
+            problems.append(Problem(filename, None, f"{where}.command",
+                                    'expected a list of words, e.g. ["ssh", "ops@bastion.dmz"]'))
+            continue
+        runner = spec.get("ansible_runner", "ansible-runner")
+        if not isinstance(runner, str) or not runner.strip() or "\n" in runner or "\0" in runner:
+            problems.append(Problem(filename, None, f"{where}.ansible_runner", "expected the path of ansible-runner on the node"))
+            continue
+        workers[name] = WorkerConfig(name, tuple(command), runner)
+    return workers, problems

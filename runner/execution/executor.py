@@ -30,7 +30,7 @@ from runner.store.records import RunRecord, Signoff, StepRecord, now
 from runner.store.redact import Scrubber
 from runner.store.files import is_disk_full, write_private
 from runner.store.sqlite import Store, process_start_time
-from runner.definition.workspace import Workspace
+from runner.definition.workspace import WorkerConfig, Workspace
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class RunRequest:
     ci_job_url: str | None = None
     interactive: bool = False
     wait_lock: float | None = None
+    worker: str | None = None  # --worker: every playbook step runs there
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def exit_code_of(record: RunRecord) -> ExitCode:
     failed = [s for s in record.steps if s.status == "failed"]
     if not failed:
         return ExitCode.OK
-    task_failure = any(s.failed_hosts() or not s.unreachable_hosts() for s in failed)
+    # rc 4 without failed hosts: the hosts, or the worker meant to reach them, could not be reached.
+    task_failure = any(s.failed_hosts() or not (s.unreachable_hosts() or s.rc == 4) for s in failed)
     return ExitCode.FAILED if task_failure else ExitCode.UNREACHABLE
 
 
@@ -149,6 +151,22 @@ class Execution:
         self.limit = compute_limit(runbook.targets, request.limit)
         if self.playbooks:
             ansible_bin("ansible-playbook")  # missing: refused here, before any record is written
+        self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Every worker named (--worker, the runbook, its steps) exists in runbook.toml: exit 3 before anything runs."""
+        named = [("--worker", self.request.worker), (self.ws.display(self.runbook.path), self.runbook.worker)]
+        named += [(f"{self.ws.display(self.runbook.path)}:{s.line or 0}: step {s.name!r}", s.worker)
+                  for s in self.runbook.steps + self.runbook.on_failure]
+        for where, name in named:
+            if name and name not in self.ws.config.workers:
+                known = ", ".join(sorted(self.ws.config.workers)) or "none"
+                raise InvalidError(f"{where}: no worker {name!r} in runbook.toml [workers] (known: {known})")
+
+    def _worker(self, step: Step) -> WorkerConfig | None:
+        """Where `step` runs: --worker, else the step's, else the runbook's worker; None: here."""
+        name = self.request.worker or step.worker or self.runbook.worker
+        return self.ws.config.workers[name] if name else None
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self) -> RunRecord:
@@ -218,7 +236,7 @@ class Execution:
             params=req.params.redacted(), playbooks={n: _sha256(p) for n, p in self.playbooks.items()},
             git_commit=commit, git_dirty=dirty, check=req.check, diff=req.diff, forks=self._forks(),
             ci_job_url=req.ci_job_url, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-            hostname=socket.gethostname(), lock=self.runbook.lock_name,
+            hostname=socket.gethostname(), lock=self.runbook.lock_name, worker=req.worker or "",
         )
         record.steps = [StepRecord(i, s.name, s.type) for i, s in enumerate(self.runbook.steps)]
         return record
@@ -287,6 +305,8 @@ class Execution:
         step_record.status = "running"
         self.store.save(record)
         detail = f"playbook {step.playbook}" if step.playbook else step.type
+        worker = self._worker(step) if step.type == "playbook" else None
+        detail += f" on worker {worker.name}" if worker else ""
         self.progress.step_started(step_record, total, detail + (" (resumed)" if action else ""))
         if step.type == "playbook":
             self._playbook_with_retries(record, step, step_record, extra or {})
@@ -415,7 +435,14 @@ class Execution:
             ansible_cfg=self.store.run_dir(record.id) / "ansible.cfg",
             kept_vars=kept, secret_vars=secret, check=self.request.check, diff=self.request.diff, timeout=timeout,
         )
-        outcome = run_playbook(job, self.scrub, self.progress, lambda: self.canceled)
+        worker = self._worker(step)
+        step_record.worker = worker.name if worker else ""
+        if worker is None:
+            outcome = run_playbook(job, self.scrub, self.progress, lambda: self.canceled)
+        else:
+            from runner.execution.remote import run_remote_playbook
+
+            outcome = run_remote_playbook(job, worker, self.scrub, self.progress, lambda: self.canceled)
         if outcome.status in ("canceled", "timed_out"):
             sweep(record.id)
         return outcome

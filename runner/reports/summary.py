@@ -26,7 +26,7 @@ def markdown(record: RunRecord) -> str:
     for step in record.steps:
         c = step.counts()
         note = step.message or "; ".join(dict.fromkeys(f"{s.decision} by {s.who}" for s in step.signoffs))
-        name = step.name + (" (on_failure)" if step.handler else "")
+        name = step.name + (" (on_failure)" if step.handler else "") + (f" (worker {step.worker})" if step.worker else "")
         lines.append(f"| {name} | {_ICONS.get(step.status, '')} {step.status} | {c['ok']} | {c['changed']} | "
                      f"{c['failed']} | {c['unreachable']} | {c['skipped']} | {_cell(note)} |")
     failures = [(s.name, h, r.message) for s in record.steps for h, r in sorted(s.hosts.items()) if r.failed or r.unreachable]

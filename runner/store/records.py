@@ -73,6 +73,7 @@ class StepRecord:
     handler: bool = False
     # What the playbook handed back with ansible's set_stats (e.g. capacity figures), kept for reports.
     data: dict[str, Any] = field(default_factory=dict)
+    worker: str = ""  # the [workers.NAME] that ran this playbook step; "" when it ran on the controller
 
     def folder(self, run_dir: Path) -> Path:
         """Where this step's output, events, rc and status live in the run's folder."""
@@ -116,6 +117,7 @@ class RunRecord:
     pid_start: int | None = None
     hostname: str = ""
     lock: str = ""
+    worker: str = ""  # `run --worker NAME`: every playbook step ran there (kept so resume does the same)
     steps: list[StepRecord] = field(default_factory=list)
 
     @property

@@ -9,13 +9,14 @@ from runner import identity
 from runner.errors import UsageError
 from runner.execution.processes import sweep
 from runner.store.records import now
-from runner.store.sqlite import Store, process_start_time
+from runner.store.backends import open_store
+from runner.store.base import process_start_time
 from runner.definition.workspace import Workspace
 
 
 def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
     """Stop a run as SIGTERM would; a run waiting for people is ended at once."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     record = store.load(store.resolve(ref))
     who = identity.operator()
     if record.status == "waiting":

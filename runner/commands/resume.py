@@ -13,14 +13,14 @@ from runner.execution.manual import approvers
 from runner.definition.params import ResolvedParams
 from runner.execution.progress import Progress
 from runner.store.records import RunRecord, Signoff, StepRecord, now
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 
 def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False,
            junit: str | None = None) -> int:
     """Continue a run waiting at a manual step or an approval, in the same run."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     record = store.load(store.resolve(ref))
     step = waiting_step(record)
     interactive = interactive_session(non_interactive)
@@ -33,7 +33,7 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
 
 def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
     """Record an approval (or a rejection) by someone other than the run's operator."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     record = store.load(store.resolve(ref))
     step = waiting_step(record)
     if step.type != "approval":

@@ -77,12 +77,12 @@ def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
     """The run for CI: a JUnit file when asked, and the job summary where GITHUB_STEP_SUMMARY is set."""
     if junit:
         from runner.reports.junit import junit_xml
-        from runner.store.sqlite import Store
+        from runner.store.backends import open_store
 
         target = Path(junit)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(junit_xml(record, Store(ws.state_dir).run_dir(record.id)), encoding="utf-8")
+            target.write_text(junit_xml(record, open_store(ws).run_dir(record.id)), encoding="utf-8")
         except OSError as exc:  # the run's outcome stands; the report is what failed
             print(f"runbook: warning: cannot write --junit {junit}: {exc.strerror}", file=sys.stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -8,13 +8,14 @@ from runner.definition.model import Runbook, Step
 from runner.output import emit, emit_json, table
 from runner.reports.playbooks import task_names
 from runner.store.records import iso
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:
     runbook = load_runbook(ws.runbook_path(name), ws.display(ws.runbook_path(name)))
-    runs = Store(ws.state_dir).history(runbook.name, limit=5) if (ws.state_dir / "history.db").exists() else []
+    store = open_store(ws)
+    runs = store.history(runbook.name, limit=5) if store.has_history() else []
     if as_json:
         emit_json({
             "name": runbook.name, "version": runbook.version, "title": runbook.title, "kind": runbook.kind,

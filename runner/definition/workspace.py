@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "store"}
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
 
 
@@ -27,6 +27,7 @@ class Config:
     forks: int | None = None
     notify: Notify = Notify()
     ansible_cfg: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    store_url: str | None = None  # [store] url: the team's PostgreSQL (RUNBOOK_DATABASE_URL overrides it)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,15 @@ def load_config(path: Path) -> Config:
     ansible_cfg = data.get("ansible_cfg", {})
     if not isinstance(ansible_cfg, dict) or not all(isinstance(v, dict) for v in ansible_cfg.values()):
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))
+    store = data.get("store", {})
+    if not isinstance(store, dict):
+        store = {}
+        problems.append(Problem(path.name, None, "store", "expected a table: [store] url = \"postgresql://...\""))
+    problems += [Problem(path.name, None, f"store.{k}", "unknown key") for k in store if k != "url"]
+    store_url = store.get("url")
+    if store_url is not None and not (isinstance(store_url, str)
+                                      and store_url.startswith(("postgresql://", "postgres://"))):
+        problems.append(Problem(path.name, None, "store.url", "expected a postgresql:// URL"))
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -154,4 +164,5 @@ def load_config(path: Path) -> Config:
         forks=forks,
         notify=Notify(notify.get("webhook"), tuple(notify.get("on", Notify.on)), float(notify.get("timeout", 10))),
         ansible_cfg=ansible_cfg,
+        store_url=store_url,
     )

@@ -477,8 +477,8 @@ def _pg(sql: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    # libpq's messages name host and port but never the password; drop a "connection to server at" prefix.
-    return text.split(": ", 1)[-1] if text.startswith("connection to server") else text
+    # libpq's messages name host and port (already said) but never the password: keep the cause only.
+    return text.rsplit(" failed: ", 1)[-1] if " failed: " in text else text
 
 
 __all__ = ["PostgresStore", "advisory_key", "where", "process_start_time"]

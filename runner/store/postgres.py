@@ -162,26 +162,29 @@ class PostgresStore(Store):
         return conn
 
     def _version(self, conn: psycopg.Connection[Any]) -> int:
+        """The newest migration applied; a database from before versioning counts as 1 (or 2 when it
+        already has lock_name)."""
         row = conn.execute("SELECT to_regclass('schema_version')").fetchone()
-        if row is None or row[0] is None:
-            legacy = conn.execute("SELECT to_regclass('runs')").fetchone()
-            return 1 if legacy and legacy[0] else 0
-        found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        return int(found[0] or 0) if found else 0
+        if row is not None and row[0] is not None:
+            found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            if found and found[0]:
+                return int(found[0])
+        legacy = conn.execute("SELECT to_regclass('runs')").fetchone()
+        if not legacy or legacy[0] is None:
+            return 0
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'")}
+        return 2 if "lock_name" in columns else 1
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("schema", "migrate"),))
+            current = self._version(conn)  # again, under the lock: another process may have migrated
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                          "applied_at DOUBLE PRECISION NOT NULL)")
-            current = self._version(conn)
-            if current == 1:  # a database from before versioning: record what it has
-                conn.execute("INSERT INTO schema_version VALUES (1, %s) ON CONFLICT DO NOTHING", (time.time(),))
-                columns = {r[0] for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'")}
-                if "lock_name" in columns:
-                    current = 2
-                    conn.execute("INSERT INTO schema_version VALUES (2, %s) ON CONFLICT DO NOTHING", (time.time(),))
+            for version in range(1, current + 1):  # what a database from before versioning already has
+                conn.execute("INSERT INTO schema_version VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                             (version, time.time()))
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
                     conn.execute(statement)

@@ -21,6 +21,7 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
            junit: str | None = None) -> int:
     """Continue a run waiting at a manual step or an approval, in the same run."""
     store = open_store(ws)
+    store.require_writable()
     record = store.load(store.resolve(ref))
     step = waiting_step(record)
     interactive = interactive_session(non_interactive)

@@ -43,6 +43,9 @@ def run(
 ) -> int:
     from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
 
+    from runner.store.backends import open_store
+
+    open_store(ws).require_writable()  # a read-only state dir: a clear refusal before anything runs
     path = ws.runbook_path(name)
     runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
     interactive = interactive_session(non_interactive)

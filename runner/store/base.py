@@ -135,8 +135,15 @@ class Store(ABC):
             except FileExistsError:
                 continue
 
+    def require_writable(self) -> None:
+        """ReadOnlyError unless this user may write the state dir (reading works either way)."""
+        if self.root.exists() and not writable(self.root):
+            raise ReadOnlyError(f"the state dir {self.root} is read-only for this user: nothing was changed "
+                                "(history, log, report and show still work; to write, run as its owner)")
+
     def save(self, record: RunRecord) -> None:
         """run.json first (the source of truth), then its history rows, each atomic."""
+        self.require_writable()
         folder = make_private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         self._index(record)

@@ -227,6 +227,7 @@ class PostgresStore(Store):
 
     def save(self, record: RunRecord) -> None:
         """run.json first, then the database; while it is away the run goes on and is kept pending."""
+        self.require_writable()
         folder = make_private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         if self._away_since is not None and time.monotonic() - self._last_try < _RETRY_AFTER:

@@ -49,7 +49,7 @@ def test_run_ids_sort_by_start_time_even_within_one_second(tmp_path: Path) -> No
     assert sorted(ids) == ids and len(set(ids)) == 200
 
 
-def test_last_and_history_order_follow_the_ids(alien: Path, state_dir: Path) -> None:
+def test_last_and_history_order_follow_the_ids(backend: str, alien: Path, state_dir: Path) -> None:
     for _ in range(3):
         assert runbook("run", "conditional", cwd=alien).returncode == 0
     rows = json.loads(runbook("history", "--json", cwd=alien).stdout)

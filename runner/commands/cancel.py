@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -30,6 +31,9 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
         return 0
     if record.status != "running":
         raise UsageError(f"run {record.id} already ended: {record.status}")
+    if record.hostname and record.hostname != socket.gethostname():
+        raise UsageError(f"run {record.id} runs on host {record.hostname}: cancel it there (a waiting run can be "
+                         "canceled from anywhere)")
     if record.pid and process_start_time(record.pid) == record.pid_start:
         os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait

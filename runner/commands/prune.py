@@ -34,7 +34,7 @@ def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = Fals
             continue
         if started_at < cutoff and status not in _LIVE:
             doomed.append(run_id)
-    known = {r[0] for r in rows}
+    known = {r[0] for r in rows} | set(store.pending_ids())
     orphans = [p for p in store.runs_dir.iterdir() if p.is_dir() and p.name not in known
                and p.stat().st_mtime < cutoff] if store.runs_dir.is_dir() else []
     verb = "would delete" if dry_run else "deleted"

@@ -183,6 +183,11 @@ class Store(ABC):
             return None
 
     # -- reading the index ---------------------------------------------------------------------
+    def pending_ids(self) -> list[str]:
+        """Runs kept locally while the shared database was away (never on the local store)."""
+        pending = self.root / "pending"
+        return sorted(p.name for p in pending.iterdir()) if pending.is_dir() else []
+
     def has_history(self) -> bool:
         """Whether anything was ever recorded (the shared database always answers)."""
         return True

@@ -278,7 +278,7 @@ class PostgresStore(Store):
 
     def sync_pending(self, quiet: bool = False) -> int:
         """Upload every run kept locally while the database was away; how many."""
-        names = sorted(p.name for p in self.pending_dir.iterdir()) if self.pending_dir.is_dir() else []
+        names = self.pending_ids()
         done = 0
         for run_id in names:
             try:

@@ -164,6 +164,9 @@ def test_resume_from_a_copy_whose_runbook_differs_is_refused(machines: tuple[Mac
     path.write_text(path.read_text().replace("version: 1.0.0", "version: 1.0.1"))
     refused = bob("resume", "last", "--confirm")
     assert refused.returncode == 3 and "changed since run" in refused.stderr
+    assert alice("resume", "last", "--confirm").returncode == 5  # alice's own copy is the same file
+    not_approved = bob("approve", "last")
+    assert not_approved.returncode == 3 and "differs from the file" in not_approved.stderr
     assert alice.history()[0]["status"] == "waiting"
 
 

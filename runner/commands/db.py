@@ -30,9 +30,10 @@ def import_history(ws: Workspace, state_dir: str | None) -> int:
     from runner.store.postgres import PostgresStore
 
     assert isinstance(store, PostgresStore)
-    copied, known = store.import_state(source)
+    copied, known, damaged = store.import_state(source)
     print(f"imported {copied} run(s) from {source} into {store.describe()}"
-          + (f"; {known} were already there" if known else ""), file=sys.stderr)
+          + (f"; {known} were already there" if known else "")
+          + (f"; {damaged} with a damaged run.json were skipped" if damaged else ""), file=sys.stderr)
     store.close()
     return 0
 

@@ -51,9 +51,9 @@ def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
             record, ResumeAction(who, note=note, reject=True))
         print(f"run {record.id} rejected by {who}: {done.status}", file=sys.stderr)
         return 0
+    needed = _required_approvers(ws, record, step)  # refuses a workspace whose runbook file differs
     step.signoffs.append(Signoff(who, now(), note, decision="approved"))
     store.save(record)
-    needed = _required_approvers(ws, record, step)
     have = len(approvers(step))
     print(f"run {record.id}: approved by {who} ({have}/{needed})", file=sys.stderr)
     if have >= needed:
@@ -68,7 +68,12 @@ def waiting_step(record: RunRecord) -> StepRecord:
 
 
 def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> int:
-    runbook = load_runbook(ws.runbook_path(record.runbook), ws.display(ws.runbook_path(record.runbook)))
+    path = ws.runbook_path(record.runbook)
+    runbook = load_runbook(path, ws.display(path))
+    if runbook.sha256 != record.runbook_sha256:
+        raise InvalidError(f"{ws.display(path)} differs from the file run {record.id} started with (version "
+                           f"{record.version} then, {runbook.version} here): approve from a workspace holding "
+                           "the same runbook file")
     spec = next((s for s in runbook.steps if s.name == step.name), None)
     return spec.approval.approvers if spec is not None and spec.approval is not None else 1
 

@@ -356,6 +356,8 @@ class PostgresStore(Store):
         return record
 
     def _cache(self, record: RunRecord, text: str) -> None:
+        """The database's record and ended steps' logs written to the local run folder (final: they are
+        uploaded once a step has ended), so reports and logs read them as they read local runs."""
         folder = make_private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(json.loads(text), indent=2).encode())
         logs = self.query("SELECT step_idx, stdout, events FROM step_logs WHERE run_id = ?", (record.id,))
@@ -365,10 +367,9 @@ class PostgresStore(Store):
             if step is None:
                 continue
             step_dir = make_private_dir(step.folder(folder))
-            if not (step_dir / "stdout").exists():
-                write_private(step_dir / "stdout", str(stdout).encode())
-            if events is not None and not (step_dir / "events.jsonl.gz").exists():
-                write_private(step_dir / "events.jsonl.gz", bytes(events))
+            _refresh(step_dir / "stdout", str(stdout).encode())
+            if events is not None:
+                _refresh(step_dir / "events.jsonl.gz", bytes(events))
 
     def step_output(self, record: RunRecord, index: int) -> str | None:
         rows = self.query("SELECT stdout FROM step_logs WHERE run_id = ? AND step_idx = ?", (record.id, index))
@@ -447,11 +448,11 @@ class PostgresStore(Store):
         return super().reap_dead_runs()
 
     # -- moving a local history in ---------------------------------------------------------------
-    def import_state(self, state_dir: Path) -> tuple[int, int]:
+    def import_state(self, state_dir: Path) -> tuple[int, int, int]:
         """Copy every run folder of a local state dir (with its logs) into the database: (copied,
-        already there). Idempotent: a run already in the database is left as it is."""
+        already there, damaged and skipped). Idempotent: a run already in the database is left as it is."""
         runs = state_dir / "runs"
-        copied = known = 0
+        copied = known = damaged = 0
         for run_id in folder_ids(runs):
             path = runs / run_id / "run.json"
             if not path.exists():
@@ -459,10 +460,14 @@ class PostgresStore(Store):
             if self.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
                 known += 1
                 continue
-            record = parse_record(run_id, path.read_text(encoding="utf-8"), str(path))
+            try:
+                record = parse_record(run_id, path.read_text(encoding="utf-8"), str(path))
+            except DamagedError:
+                damaged += 1
+                continue
             self._index_from(record, runs / run_id)
             copied += 1
-        return copied, known
+        return copied, known, damaged
 
     def _index_from(self, record: RunRecord, folder: Path) -> None:
         """Index a record whose logs live in another state dir's run folder."""
@@ -472,6 +477,15 @@ class PostgresStore(Store):
             self._index(record, all_logs=True)
         finally:
             self.root = saved_root
+
+
+def _refresh(path: Path, data: bytes) -> None:
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_private(path, data)
 
 
 def _pg(sql: str) -> str:

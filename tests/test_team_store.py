@@ -209,6 +209,8 @@ def test_the_database_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path
         out, err = run.communicate(timeout=180)
         assert run.returncode == 0, err
         assert "went away" in err and "Traceback" not in err
+        offline = alice("log", "last")  # the local run folder is the fallback
+        assert offline.returncode == 0 and "after the pause" in offline.stdout, offline.stderr
         server.start()
         synced = alice("db", "sync")
         assert synced.returncode == 0, synced.stderr

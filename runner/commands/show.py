@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import textwrap
 
 from runner.definition.durations import format_duration
@@ -9,13 +10,18 @@ from runner.output import emit, emit_json, table
 from runner.reports.playbooks import task_names
 from runner.store.records import iso
 from runner.store.backends import open_store
+from runner.store.base import StoreUnavailableError
 from runner.definition.workspace import Workspace
 
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:
     runbook = load_runbook(ws.runbook_path(name), ws.display(ws.runbook_path(name)))
     store = open_store(ws)
-    runs = store.history(runbook.name, limit=5) if store.has_history() else []
+    try:
+        runs = store.history(runbook.name, limit=5) if store.has_history() else []
+    except StoreUnavailableError as exc:  # the procedure itself needs no database
+        print(f"runbook: warning: last runs not shown: {exc}", file=sys.stderr)
+        runs = []
     if as_json:
         emit_json({
             "name": runbook.name, "version": runbook.version, "title": runbook.title, "kind": runbook.kind,

@@ -355,6 +355,18 @@ class PostgresStore(Store):
         self._cache(record, str(rows[0][0]))
         return record
 
+    def resolve(self, ref: str) -> str:
+        """As on any store; while the database is away, among the runs this machine holds locally."""
+        try:
+            return super().resolve(ref)
+        except StoreUnavailableError as exc:
+            local = [i for i in folder_ids(self.runs_dir) if (self.run_dir(i) / "run.json").exists()]
+            chosen = local[-1:] if ref == "last" else [i for i in local if i.startswith(ref)]
+            if len(chosen) != 1:
+                raise
+            print(f"runbook: warning: {exc}; showing the local copy of run {chosen[0]}", file=sys.stderr)
+            return chosen[0]
+
     def _cache(self, record: RunRecord, text: str) -> None:
         """The database's record and ended steps' logs written to the local run folder (final: they are
         uploaded once a step has ended), so reports and logs read them as they read local runs."""

@@ -163,32 +163,41 @@ class PostgresStore(Store):
 
     def _version(self, conn: psycopg.Connection[Any]) -> int:
         """The newest migration applied; a database from before versioning counts as 1 (or 2 when it
-        already has lock_name)."""
-        row = conn.execute("SELECT to_regclass('schema_version')").fetchone()
-        if row is not None and row[0] is not None:
+        already has lock_name). Reads pg_tables (an MVCC view), so a migration just committed by another
+        process is seen."""
+        tables = {r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename IN ('schema_version', 'runs')")}
+        if "schema_version" in tables:
             found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             if found and found[0]:
                 return int(found[0])
-        legacy = conn.execute("SELECT to_regclass('runs')").fetchone()
-        if not legacy or legacy[0] is None:
+        if "runs" not in tables:
             return 0
         columns = {r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'")}
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'runs'")}
         return 2 if "lock_name" in columns else 1
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("schema", "migrate"),))
-            current = self._version(conn)  # again, under the lock: another process may have migrated
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                         "applied_at DOUBLE PRECISION NOT NULL)")
-            for version in range(1, current + 1):  # what a database from before versioning already has
-                conn.execute("INSERT INTO schema_version VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                             (version, time.time()))
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
+        """Apply the missing migrations in one transaction; one process at a time (the others wait, then
+        find the work done)."""
+        key = advisory_key("schema", "migrate")
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            with conn.transaction():
+                current = self._version(conn)  # again, under the lock: another process may have migrated
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                             "applied_at DOUBLE PRECISION NOT NULL)")
+                for version in range(1, current + 1):  # what a database from before versioning has
+                    conn.execute("INSERT INTO schema_version VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                 (version, time.time()))
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def schema_version(self) -> int:
         return self._version(self.conn)

@@ -129,6 +129,7 @@ def main() -> int:
         print(f"sqlite: filled {args.runs} runs in {time.perf_counter() - began:.1f}s "
               f"({(sqlite_state / 'history.db').stat().st_size / 1e6:.0f} MB)")
         backends["sqlite"] = dict(os.environ, RUNBOOK_STATE_DIR=str(sqlite_state), RUNBOOK_DATABASE_URL="")
+        url = None
         if not args.no_postgres:
             url = args.database_url
             if url is None:
@@ -136,13 +137,14 @@ def main() -> int:
 
                 server = pg.start_server()
                 url = server.new_database("bench")
-            pg_state = Path(tmp) / "pg-state"
-            began = time.perf_counter()
-            fill_postgres(url, pg_state, data)
-            print(f"postgresql: filled {args.runs} runs in {time.perf_counter() - began:.1f}s")
-            backends["postgresql"] = dict(os.environ, RUNBOOK_STATE_DIR=str(pg_state), RUNBOOK_DATABASE_URL=url)
-        _write_newest_record(newest, backends)
         try:
+            if url is not None:
+                pg_state = Path(tmp) / "pg-state"
+                began = time.perf_counter()
+                fill_postgres(url, pg_state, data)
+                print(f"postgresql: filled {args.runs} runs in {time.perf_counter() - began:.1f}s")
+                backends["postgresql"] = dict(os.environ, RUNBOOK_STATE_DIR=str(pg_state), RUNBOOK_DATABASE_URL=url)
+            _write_newest_record(newest, backends)
             return _measure(backends, workspace, args.repeat)
         finally:
             if server is not None:

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down bench lint clean screenshots
+.PHONY: install run test test-deps fleet fleet-down db db-down bench lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ fleet: install test-deps
 
 fleet-down:
 	$(BIN)/python tests/fleet.py down --dir $(FLEET)
+
+# A private PostgreSQL for trying the team store by hand (needs PostgreSQL installed; as root it runs as
+# the postgres user): prints the RUNBOOK_DATABASE_URL to export.
+PGDIR ?= /tmp/runbook-pg-$(USER)
+db: install test-deps
+	@$(BIN)/python tests/pg.py up --dir $(PGDIR)
+
+db-down:
+	@$(BIN)/python tests/pg.py down --dir $(PGDIR)
 
 bench: install
 	$(BIN)/python bench/overhead.py

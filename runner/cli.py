@@ -304,6 +304,62 @@ def prune(ctx: click.Context, older_than: str, keep: int | None, dry_run: bool) 
     return prune_runs(_workspace(ctx), older_than, keep, dry_run)
 
 
+@cli.group(context_settings=_CONTEXT)
+def db() -> None:
+    """The store: schema, the team's shared database, the tamper-evident chain.
+
+    \b
+    SQLite in the state dir by default; PostgreSQL when RUNBOOK_DATABASE_URL (or [store] url
+    in runbook.toml) holds a postgresql:// URL.
+    """
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> int:
+    """Apply the schema migrations the database lacks."""
+    from runner.commands.db import upgrade
+
+    return upgrade(_workspace(ctx))
+
+
+@db.command("import")
+@click.argument("state_dir", metavar="[STATE_DIR]", required=False)
+@click.pass_context
+def db_import(ctx: click.Context, state_dir: str | None) -> int:
+    """Copy a local history (default: this workspace's state dir) into the team's database; idempotent."""
+    from runner.commands.db import import_history
+
+    return import_history(_workspace(ctx), state_dir)
+
+
+@db.command("sync")
+@click.pass_context
+def db_sync(ctx: click.Context) -> int:
+    """Upload the runs kept locally while the team's database was away."""
+    from runner.commands.db import sync
+
+    return sync(_workspace(ctx))
+
+
+@db.command("verify")
+@click.pass_context
+def db_verify(ctx: click.Context) -> int:
+    """Check the hash chain over finished runs; exit 1 naming the first run that no longer matches."""
+    from runner.commands.db import verify
+
+    return verify(_workspace(ctx))
+
+
+@db.command("rebuild")
+@click.pass_context
+def db_rebuild(ctx: click.Context) -> int:
+    """Rebuild the index from the run folders (run.json is the source of truth)."""
+    from runner.commands.db import rebuild
+
+    return rebuild(_workspace(ctx))
+
+
 @cli.command()
 @click.argument("directory", metavar="DIR")
 def init(directory: str) -> int:

@@ -13,6 +13,7 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 4
     WAITING = 5
     LOCKED = 6
+    STORE_UNAVAILABLE = 7  # the shared database cannot be reached at start: nothing was run
     TIMED_OUT = 124
     CANCELED = 130
 

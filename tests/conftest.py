@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Read before the autouse fixture scrubs the environment: tests needing root or packages fail under CI.
 IN_CI = bool(os.environ.get("CI"))
-_CI_VARS = ("CI", "GITHUB_ACTIONS", "GITHUB_ACTOR", "GITHUB_RUN_ID", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL",
+_CI_VARS = ("CI", "RUNBOOK_DATABASE_URL", "GITHUB_ACTIONS", "GITHUB_ACTOR", "GITHUB_RUN_ID", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL",
             "GITHUB_STEP_SUMMARY", "GITLAB_CI", "GITLAB_USER_LOGIN", "CI_JOB_URL", "JENKINS_URL", "BUILD_URL",
             "BUILD_USER_ID", "TF_BUILD", "RUNBOOK_WORKSPACE", "RUNBOOK_USER", "RUNBOOK_STATE_DIR", "NO_COLOR")
 
@@ -111,3 +111,39 @@ def chromium_dom(page: Path, tmp_path: Path) -> str:
          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A private PostgreSQL server (tests/pg.py) for the whole session, stopped afterwards.
+    Without PostgreSQL: fail under CI, skip elsewhere."""
+    import pg  # tests/pg.py
+
+    problem = pg.unavailable_reason()
+    if problem:
+        if IN_CI:
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    server = pg.start_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def team_db(pg_server: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database on the private server, set as RUNBOOK_DATABASE_URL; returns its URL."""
+    import re
+    import secrets
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + secrets.token_hex(3)
+    url = str(pg_server.new_database(name))
+    monkeypatch.setenv("RUNBOOK_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Runs a store-touching test on both backends: SQLite in the state dir, then the team's PostgreSQL."""
+    if request.param == "postgresql":
+        request.getfixturevalue("team_db")
+    return str(request.param)

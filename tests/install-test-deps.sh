@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing: openssh-server for the
-# fleet of SSH test hosts, cron for the schedule tests, Chromium for the HTML reports. Needs root; without root it says what is missing.
+# fleet of SSH test hosts, cron for the schedule tests, Chromium for the HTML reports, PostgreSQL for the team store. Needs root; without root it says what is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 missing=()
 command -v crontab >/dev/null 2>&1 || missing+=(cron)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # HTML reports are checked in a real browser
+# The team store's tests start a private PostgreSQL server (initdb/pg_ctl, as the postgres user) and
+# prove with pg_dump that no secret reaches it.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pg_dump >/dev/null 2>&1; then
+  missing+=(postgresql postgresql-client)
+fi
 if [ -x "$here/install-fleet-deps.sh" ] || [ -f "$here/install-fleet-deps.sh" ]; then
   bash "$here/install-fleet-deps.sh"
 fi

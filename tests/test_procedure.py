@@ -60,7 +60,7 @@ def _sleep_alive(seconds: int) -> bool:
     return subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True).returncode == 0
 
 
-def test_manual_step_waits_then_resumes_with_a_note(alien: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_manual_step_waits_then_resumes_with_a_note(backend: str, alien: Path, state_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "touched"
     done = runbook("run", "maintenance-window", "-p", f"log_file={log}", cwd=alien)
     assert done.returncode == 5, done.stderr
@@ -81,7 +81,7 @@ def test_manual_step_waits_then_resumes_with_a_note(alien: Path, state_dir: Path
     assert len(_records(state_dir)) == 1  # the same run, not a new one
 
 
-def test_approval_refused_for_operator_accepted_for_another(alien: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_approval_refused_for_operator_accepted_for_another(backend: str, alien: Path, state_dir: Path, tmp_path: Path) -> None:
     env = {"RUNBOOK_USER": "alice"}
     log = tmp_path / "touched"
     assert runbook("run", "maintenance-window", "-p", f"log_file={log}", cwd=alien, env=env).returncode == 5
@@ -101,7 +101,7 @@ def test_approval_refused_for_operator_accepted_for_another(alien: Path, state_d
     assert _steps(record)["after"]["status"] == "succeeded"
 
 
-def test_rejection_ends_the_run_failed_and_runs_the_handler(alien: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_rejection_ends_the_run_failed_and_runs_the_handler(backend: str, alien: Path, state_dir: Path, tmp_path: Path) -> None:
     env = {"RUNBOOK_USER": "alice"}
     runbook("run", "maintenance-window", "-p", f"log_file={tmp_path / 'log'}", cwd=alien, env=env)
     runbook("resume", "last", "--confirm", cwd=alien, env=env)
@@ -146,7 +146,7 @@ def test_rolling_batches_stop_after_a_failed_batch(alien: Path, state_dir: Path,
     assert "b3" not in record["steps"][0]["hosts"] and "b4" not in record["steps"][0]["hosts"]
 
 
-def test_conflicting_run_exits_6_naming_the_holder(alien: Path, state_dir: Path) -> None:
+def test_conflicting_run_exits_6_naming_the_holder(backend: str, alien: Path, state_dir: Path) -> None:
     holder = _start(alien, "sleeper", "-p", "seconds=71")
     try:
         _wait_for_sleep(71)
@@ -163,7 +163,7 @@ def test_conflicting_run_exits_6_naming_the_holder(alien: Path, state_dir: Path)
         holder.communicate(timeout=30)
 
 
-def test_wait_lock_gets_the_lock_when_the_holder_ends(alien: Path, state_dir: Path) -> None:
+def test_wait_lock_gets_the_lock_when_the_holder_ends(backend: str, alien: Path, state_dir: Path) -> None:
     holder = _start(alien, "sleeper", "-p", "seconds=3")
     _wait_for_sleep(3)
     done = runbook("run", "other-locker", "--wait-lock", "2m", cwd=alien)
@@ -206,7 +206,7 @@ def test_run_timeout_exits_124_and_leaves_nothing(alien: Path, state_dir: Path) 
     assert not _sleep_alive(62) and not _marked(state_dir)
 
 
-def test_sigkilled_run_is_aborted_its_processes_stopped_and_lock_free(alien: Path, state_dir: Path) -> None:
+def test_sigkilled_run_is_aborted_its_processes_stopped_and_lock_free(backend: str, alien: Path, state_dir: Path) -> None:
     proc = _start(alien, "sleeper", "-p", "seconds=91")
     try:
         _wait_for_sleep(91)
@@ -222,7 +222,7 @@ def test_sigkilled_run_is_aborted_its_processes_stopped_and_lock_free(alien: Pat
         subprocess.run(["pkill", "-f", "^sleep 91$"])
 
 
-def test_waiting_run_holds_its_lock_until_canceled(alien: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_waiting_run_holds_its_lock_until_canceled(backend: str, alien: Path, state_dir: Path, tmp_path: Path) -> None:
     args = ("maintenance-window", "-p", f"log_file={tmp_path / 'log'}")
     assert runbook("run", *args, cwd=alien).returncode == 5
     waiting = _records(state_dir)[0]["id"]
@@ -293,7 +293,7 @@ def test_live_progress_rewrites_a_status_line_on_a_terminal(alien: Path, state_d
     assert "\r\x1b[K[1/2 quiet] Record a message" in child.before
 
 
-def test_log_follow_streams_until_the_run_ends(alien: Path, state_dir: Path) -> None:
+def test_log_follow_streams_until_the_run_ends(backend: str, alien: Path, state_dir: Path) -> None:
     proc = _start(alien, "sleeper", "-p", "seconds=4")
     try:
         _wait_for_sleep(4)

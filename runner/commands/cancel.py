@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -9,13 +10,14 @@ from runner import identity
 from runner.errors import UsageError
 from runner.execution.processes import sweep
 from runner.store.records import now
-from runner.store.sqlite import Store, process_start_time
+from runner.store.backends import open_store
+from runner.store.base import process_start_time
 from runner.definition.workspace import Workspace
 
 
 def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
     """Stop a run as SIGTERM would; a run waiting for people is ended at once."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     record = store.load(store.resolve(ref))
     who = identity.operator()
     if record.status == "waiting":
@@ -29,6 +31,9 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
         return 0
     if record.status != "running":
         raise UsageError(f"run {record.id} already ended: {record.status}")
+    if record.hostname and record.hostname != socket.gethostname():
+        raise UsageError(f"run {record.id} runs on host {record.hostname}: cancel it there (a waiting run can be "
+                         "canceled from anywhere)")
     if record.pid and process_start_time(record.pid) == record.pid_start:
         os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait

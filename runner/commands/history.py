@@ -7,7 +7,7 @@ from runner.definition.durations import format_duration, parse_duration
 from runner.errors import UsageError
 from runner.output import emit, emit_json, table
 from runner.store.records import iso
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 
@@ -16,7 +16,7 @@ def history(ws: Workspace, name: str | None, status: str | None, since: str | No
         since_ts = time.time() - parse_duration(since) if since else None
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
-    rows = Store(ws.state_dir).history(name, status, since_ts, min(limit, 2**62))
+    rows = open_store(ws).history(name, status, since_ts, min(limit, 2**62))
     if as_json:
         emit_json([{
             "id": r.id, "runbook": r.runbook, "version": r.version, "status": r.status, "exit_code": r.exit_code,

@@ -9,14 +9,15 @@ from typing import Iterator
 
 from runner.errors import UsageError
 from runner.store.records import RunRecord, StepRecord, iso
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
+from runner.store.base import Store
 from runner.definition.workspace import Workspace
 
 _LIVE = ("running",)
 
 
 def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow: bool, data: bool = False) -> int:
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     run_id = store.resolve(ref)
     record = store.load(run_id)
     steps = _select(record, step)

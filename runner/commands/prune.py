@@ -6,7 +6,7 @@ import time
 
 from runner.definition.durations import parse_duration
 from runner.errors import UsageError
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 _LIVE = ("running", "waiting")
@@ -20,13 +20,12 @@ def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = Fals
         cutoff = time.time() - parse_duration(older_than)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
-    store = Store(ws.state_dir)
-    if not (ws.state_dir / "history.db").exists():
+    store = open_store(ws)
+    if not store.has_history():
         print("no runs recorded", file=sys.stderr)
         return 0
     store.reap_dead_runs()
-    rows = store.query(
-        "SELECT id, runbook, started_at, status FROM runs ORDER BY runbook, started_at DESC, id DESC")
+    rows = store.newest_per_runbook()
     seen: dict[str, int] = {}
     doomed = []
     for run_id, runbook, started_at, status in rows:
@@ -35,7 +34,7 @@ def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = Fals
             continue
         if started_at < cutoff and status not in _LIVE:
             doomed.append(run_id)
-    known = {r[0] for r in rows}
+    known = {r[0] for r in rows} | set(store.pending_ids())
     orphans = [p for p in store.runs_dir.iterdir() if p.is_dir() and p.name not in known
                and p.stat().st_mtime < cutoff] if store.runs_dir.is_dir() else []
     verb = "would delete" if dry_run else "deleted"

@@ -8,13 +8,13 @@ from runner.definition.durations import parse_duration
 from runner.errors import UsageError
 from runner.output import check_writable, write_file
 from runner.reports.reports import run_document, summarize, summary_document
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 
 def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: str | None) -> int:
     """One run as a document (RUN), or the periodic summary (--since)."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     if (ref is None) == (since is None):
         raise UsageError("give either RUN (one run) or --since DUR (the periodic summary)")
     target = Path(output) if output not in (None, "-") else None

@@ -15,7 +15,7 @@ from runner.definition.params import ResolvedParams
 from runner.execution.progress import Progress
 from runner.output import check_writable
 from runner.store.records import RunRecord, Signoff, StepRecord, now
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
 
@@ -24,7 +24,8 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
     """Continue a run waiting at a manual step or an approval, in the same run."""
     if junit:
         check_writable(Path(junit), "--junit")
-    store = Store(ws.state_dir)
+    store = open_store(ws)
+    store.require_writable()
     record = store.load(store.resolve(ref))
     step = waiting_step(record)
     interactive = interactive_session(non_interactive)
@@ -37,7 +38,7 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
 
 def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
     """Record an approval (or a rejection) by someone other than the run's operator."""
-    store = Store(ws.state_dir)
+    store = open_store(ws)
     record = store.load(store.resolve(ref))
     step = waiting_step(record)
     if step.type != "approval":
@@ -54,9 +55,9 @@ def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
             record, ResumeAction(who, note=note, reject=True))
         print(f"run {record.id} rejected by {who}: {done.status}", file=sys.stderr)
         return 0
+    needed = _required_approvers(ws, record, step)  # refuses a workspace whose runbook file differs
     step.signoffs.append(Signoff(who, now(), note, decision="approved"))
     store.save(record)
-    needed = _required_approvers(ws, record, step)
     have = len(approvers(step))
     print(f"run {record.id}: approved by {who} ({have}/{needed})", file=sys.stderr)
     if have >= needed:
@@ -71,7 +72,12 @@ def waiting_step(record: RunRecord) -> StepRecord:
 
 
 def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> int:
-    runbook = load_runbook(ws.runbook_path(record.runbook), ws.display(ws.runbook_path(record.runbook)))
+    path = ws.runbook_path(record.runbook)
+    runbook = load_runbook(path, ws.display(path))
+    if runbook.sha256 != record.runbook_sha256:
+        raise InvalidError(f"{ws.display(path)} differs from the file run {record.id} started with (version "
+                           f"{record.version} then, {runbook.version} here): approve from a workspace holding "
+                           "the same runbook file")
     spec = next((s for s in runbook.steps if s.name == step.name), None)
     return spec.approval.approvers if spec is not None and spec.approval is not None else 1
 

@@ -43,9 +43,11 @@ def run(
     worker: str | None = None,
 ) -> int:
     from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
+    from runner.store.backends import open_store
 
     if junit:
         check_writable(Path(junit), "--junit")  # refused before anything runs, not after
+    open_store(ws).require_writable()  # a read-only state dir: a clear refusal before anything runs
     path = ws.runbook_path(name)
     runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
     interactive = interactive_session(non_interactive)
@@ -80,10 +82,10 @@ def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:
     """The run for CI: a JUnit file when asked, and the job summary where GITHUB_STEP_SUMMARY is set."""
     if junit:
         from runner.reports.junit import junit_xml
-        from runner.store.sqlite import Store
+        from runner.store.backends import open_store
 
         try:
-            write_file(Path(junit), junit_xml(record, Store(ws.state_dir).run_dir(record.id)), "--junit")
+            write_file(Path(junit), junit_xml(record, open_store(ws).run_dir(record.id)), "--junit")
         except UsageError as exc:  # checked before the run; if it fails now, the run's outcome stands
             print(f"runbook: warning: {exc}", file=sys.stderr)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -18,7 +18,8 @@ from runner.store.files import make_private_dir
 from runner.definition.model import Runbook
 from runner.output import emit, emit_json, table
 from runner.schedule.schedule import CronRun, Entry, Installed
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
+from runner.store.base import NEWEST_FIRST
 from runner.definition.workspace import Workspace
 
 
@@ -174,15 +175,15 @@ def _warn_orphans(wanted: Sequence[Entry], installed: Sequence[Installed]) -> No
 def _cron_runs(ws: Workspace, wanted: Sequence[Entry], installed: Sequence[Installed],
                now: dt.datetime) -> list[CronRun]:
     """The last cron run of each scheduled runbook, and the cron runs in each due time's grace window."""
-    if not (ws.state_dir / "history.db").exists():
+    store = open_store(ws)
+    if not store.has_history():
         return []
-    store = Store(ws.state_dir)
     columns = "SELECT id, runbook, status, exit_code, started_at FROM runs WHERE trigger = 'cron' AND runbook = ?"
     try:
         store.reap_dead_runs()
         rows: list[tuple[Any, ...]] = []
         for name in sorted({e.runbook for e in wanted}):
-            rows += store.query(columns + " ORDER BY started_at DESC LIMIT 1", (name,))
+            rows += store.query(columns + f" ORDER BY {NEWEST_FIRST} LIMIT 1", (name,))
         for entry in wanted:
             _, item = schedule.install_state(entry, installed)
             due = schedule.checked_due(entry.schedule.cron, item.installed_at if item else None, now)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import textwrap
 
 from runner.definition.durations import format_duration
@@ -10,15 +11,21 @@ from runner.reports.playbooks import recorded_keys, task_names
 from runner.reports.procedures import PastRuns, past_runs, run_command
 from runner.reports.values import human
 from runner.store.records import iso
-from runner.store.sqlite import Store
+from runner.store.backends import open_store
+from runner.store.base import StoreUnavailableError
 from runner.definition.workspace import Workspace
 
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:
     runbook = load_runbook(ws.runbook_path(name), ws.display(ws.runbook_path(name)))
-    store = Store(ws.state_dir) if (ws.state_dir / "history.db").exists() else None
-    runs = store.history(runbook.name, limit=5) if store else []
-    durations = past_runs(store, runbook.name)
+    store = open_store(ws)
+    try:
+        known = store.has_history()
+        runs = store.history(runbook.name, limit=5) if known else []
+        durations = past_runs(store if known else None, runbook.name)
+    except StoreUnavailableError as exc:  # the procedure itself needs no database
+        print(f"runbook: warning: last runs not shown: {exc}", file=sys.stderr)
+        runs, durations = [], past_runs(None, runbook.name)
     if as_json:
         emit_json({
             "name": runbook.name, "version": runbook.version, "title": runbook.title, "kind": runbook.kind,

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Callable
 
 from runner.definition.cron import crontab_problem, parse_cron
 from runner.definition.durations import parse_duration
@@ -48,6 +48,18 @@ def _cache_key(raw: bytes, path: Path) -> str:
         digest.update(b"\0" + part.encode())
     digest.update(SCHEMA_PATH.read_bytes())
     return digest.hexdigest()
+
+
+def load_valid(paths: list[Path], display: Callable[[Path], str]) -> tuple[list[Runbook], list[Problem]]:
+    """The runbooks that validate, and the problems of those that do not: one bad file blinds nothing."""
+    runbooks: list[Runbook] = []
+    problems: list[Problem] = []
+    for path in paths:
+        runbook, found = check_runbook(path, display(path))
+        problems += found
+        if runbook is not None:
+            runbooks.append(runbook)
+    return runbooks, problems
 
 
 def check_runbook(

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store"}
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
 _WORKER_KEYS = {"command", "ansible_runner"}
 WORKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -41,6 +41,7 @@ class Config:
     notify: Notify = Notify()
     ansible_cfg: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     workers: Mapping[str, WorkerConfig] = field(default_factory=dict)
+    store_url: str | None = None  # [store] url: the team's PostgreSQL (RUNBOOK_DATABASE_URL overrides it)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,15 @@ def load_config(path: Path) -> Config:
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))
     workers, worker_problems = _workers(data.get("workers", {}), path.name)
     problems += worker_problems
+    store = data.get("store", {})
+    if not isinstance(store, dict):
+        store = {}
+        problems.append(Problem(path.name, None, "store", "expected a table: [store] url = \"postgresql://...\""))
+    problems += [Problem(path.name, None, f"store.{k}", "unknown key") for k in store if k != "url"]
+    store_url = store.get("url")
+    if store_url is not None and not (isinstance(store_url, str)
+                                      and store_url.startswith(("postgresql://", "postgres://"))):
+        problems.append(Problem(path.name, None, "store.url", "expected a postgresql:// URL"))
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -192,6 +202,7 @@ def load_config(path: Path) -> Config:
         notify=Notify(notify.get("webhook"), tuple(notify.get("on", Notify.on)), float(notify.get("timeout", 10))),
         ansible_cfg=ansible_cfg,
         workers=workers,
+        store_url=store_url,
     )
 
 

@@ -20,7 +20,6 @@ from runner.execution import ansiblecfg
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
-from runner.execution.locks import RunLock
 from runner.execution.manual import Prompter, approvers, confirm_all, rehearsal, walk, waiting_message
 from runner.definition.model import Runbook, Step
 from runner.definition.params import ResolvedParams
@@ -29,7 +28,8 @@ from runner.execution.progress import Progress
 from runner.store.records import RunRecord, Signoff, StepRecord, now
 from runner.store.redact import Scrubber
 from runner.store.files import is_disk_full, write_private
-from runner.store.sqlite import Store, process_start_time
+from runner.store.backends import open_store
+from runner.store.base import process_start_time
 from runner.definition.workspace import WorkerConfig, Workspace
 
 
@@ -137,7 +137,7 @@ class Execution:
         self.request = request
         self.progress = progress
         self.prompter = prompter or Prompter()
-        self.store = Store(ws.state_dir)
+        self.store = open_store(ws)
         self.scrub = Scrubber(request.params.secret_values)
         self.canceled = False
         self._prompting = False
@@ -173,13 +173,15 @@ class Execution:
         run_id, started = "", False
         try:
             run_id = self.store.new_run_id(self.runbook.name)
-            with self._locked(run_id):
-                record = self._new_record(run_id)
+            record = self._new_record(run_id)
+            with self._locked(record):
+                self.store.hold_liveness(run_id)
+                record.started_at = now()  # after any wait for the lock
                 self.store.save(record)
                 started = True
                 return self._drive(record, 0)
         except BaseException as exc:
-            if run_id and not started:  # refused before anything ran: leave no half-made run folder
+            if run_id and not started:  # refused before anything ran (locked, no database, no space): no half-made run folder
                 shutil.rmtree(self.store.run_dir(run_id), ignore_errors=True)
             raise self._no_space(exc, run_id if started else "") or exc
         finally:
@@ -189,9 +191,11 @@ class Execution:
         """Continue `record` from its waiting step, in the same run."""
         index = next(s.index for s in record.steps if s.status == "waiting")
         try:
-            with self._locked(record.id):
+            with self._locked(record):
+                self.store.hold_liveness(record.id)
                 record.status, record.pid = "running", os.getpid()
                 record.pid_start, record.hostname = process_start_time(os.getpid()), socket.gethostname()
+                record.resumes.append(Signoff(action.who, now(), action.note, decision="resumed"))
                 self.store.save(record)
                 return self._drive(record, index, action)
         except BaseException as exc:
@@ -210,21 +214,18 @@ class Execution:
                             f"(runbook log {run_id}); free some space, then see: runbook history", started=True)
 
     @contextmanager
-    def _locked(self, run_id: str) -> Iterator[None]:
-        """The run's lock: flock for live runs, and no other run of the lock waiting mid-procedure."""
+    def _locked(self, record: RunRecord) -> Iterator[None]:
+        """The run's lock (a file lock, or an advisory lock on the team's database), and no other run of
+        the lock waiting mid-procedure."""
         if self.runbook.concurrency != "exclusive":
             yield
             return
-        lock = RunLock(self.store.locks_dir, self.runbook.lock_name)
-        lock.acquire(run_id, self.request.wait_lock)
-        try:
-            paused = self.store.waiting_runs(self.runbook.lock_name, exclude=run_id)
+        with self.store.lock(self.runbook.lock_name, record, self.request.wait_lock):
+            paused = self.store.waiting_runs(self.runbook.lock_name, exclude=record.id)
             if paused:
                 raise LockedError(f"lock {self.runbook.lock_name!r} is held by run {paused[0]}, waiting at a "
                                   f"manual step or approval: resume it (runbook resume {paused[0]}) or cancel it")
             yield
-        finally:
-            lock.release()
 
     def _new_record(self, run_id: str) -> RunRecord:
         commit, dirty = _git_state(self.ws.root)

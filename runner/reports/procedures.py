@@ -20,7 +20,7 @@ from runner.reports.playbooks import recorded_keys, task_names
 from runner.reports.values import human
 
 if TYPE_CHECKING:
-    from runner.store.sqlite import Store
+    from runner.store.base import Store
 
 # The ids the HTML page gives to the lists and sections a reader (and the tests) look for.
 LIST_IDS = {"Procedure": "steps", "When it fails": "when-it-fails-cases"}

@@ -12,7 +12,7 @@ from typing import Any
 from runner.definition.durations import format_duration
 from runner.reports.values import human, human_block, human_time
 from runner.store.records import RunRecord, iso
-from runner.store.sqlite import Store
+from runner.store.base import Store
 
 _TEMPLATES = Path(__file__).parent / "templates"
 

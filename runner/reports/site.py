@@ -15,7 +15,7 @@ from runner.reports.procedures import html_body, markdown_page, past_runs
 from runner.reports.reports import render_html, summarize, summary_html
 
 if TYPE_CHECKING:
-    from runner.store.sqlite import HistoryRow, Store
+    from runner.store.base import HistoryRow, Store
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")  # a run id as a file name, never a path
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class Signoff:
     note: str = ""
     item: str = ""
     decision: str = "confirmed"
+    host: str = field(default_factory=socket.gethostname)  # where it was given (approve/resume from anywhere)
 
 
 @dataclass
@@ -119,6 +121,8 @@ class RunRecord:
     lock: str = ""
     worker: str = ""  # `run --worker NAME`: every playbook step ran there (kept so resume does the same)
     steps: list[StepRecord] = field(default_factory=list)
+    # Who continued the run, when and from which host (resume works from any machine on the team's store).
+    resumes: list[Signoff] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -136,6 +140,8 @@ class RunRecord:
             raw["counts"] = step.counts()
             for signoff, raw_signoff in zip(step.signoffs, raw["signoffs"]):
                 raw_signoff["at"] = iso(signoff.at)
+        for resume, raw_resume in zip(self.resumes, data["resumes"]):
+            raw_resume["at"] = iso(resume.at)
         return data
 
     @classmethod
@@ -145,6 +151,7 @@ class RunRecord:
         data["started_at"] = from_iso(data["started_at"])
         data["ended_at"] = from_iso(data.get("ended_at"))
         data["steps"] = [_step_from_dict(s) for s in data.get("steps", [])]
+        data["resumes"] = [Signoff(**{"host": "", **s, "at": from_iso(s["at"])}) for s in data.get("resumes", [])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -155,6 +162,6 @@ def _step_from_dict(data: dict[str, Any]) -> StepRecord:
     data["started_at"] = from_iso(data.get("started_at"))
     data["ended_at"] = from_iso(data.get("ended_at"))
     data["hosts"] = {h: HostResult(**r) for h, r in data.get("hosts", {}).items()}
-    data["signoffs"] = [Signoff(**{**s, "at": from_iso(s["at"])}) for s in data.get("signoffs", [])]
+    data["signoffs"] = [Signoff(**{"host": "", **s, "at": from_iso(s["at"])}) for s in data.get("signoffs", [])]
     names = {f.name for f in dataclasses.fields(StepRecord)}
     return StepRecord(**{k: v for k, v in data.items() if k in names})

@@ -258,10 +258,28 @@ def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, fo
 @click.pass_context
 def report(ctx: click.Context, run_ref: str | None, since: str | None, fmt: str, output: str | None) -> int:
     """One run as a document (RUN: id, prefix or `last`), or the periodic summary with --since:
-    counts, success rate, durations and failures by host."""
+    counts, success rate (check-mode runs counted apart), operations and maintenance by class, durations,
+    failures by host with the reason of each failed run; in HTML with charts (inline SVG) and capacity trends."""
     from runner.commands.report import report as make_report
 
     return make_report(_workspace(ctx), run_ref, since, fmt, output)
+
+
+@cli.command()
+@click.option("--host", metavar="HOST", help="Only this host.")
+@click.option("--since", metavar="DUR", default="30d", show_default=True,
+              help="The window of capacity-report runs the growth is fitted over.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def capacity(ctx: click.Context, host: str | None, since: str, as_json: bool) -> int:
+    """Capacity trends from the capacity-report runs: per host and filesystem the current use, the
+    growth per day (least-squares fit over the window) and the projected date it is full.
+
+    Filesystems that fill within 30 days at that rate are flagged (FILLS IN N DAYS; "fills_soon" in JSON).
+    """
+    from runner.commands.capacity import capacity as show_capacity
+
+    return show_capacity(_workspace(ctx), host, since, as_json)
 
 
 @cli.command()

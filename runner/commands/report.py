@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runner.definition.durations import parse_duration
 from runner.errors import UsageError
-from runner.reports.reports import run_document, summarize, summary_document
+from runner.reports.reports import run_document
 from runner.store.sqlite import Store
 from runner.definition.workspace import Workspace
 
@@ -28,9 +28,24 @@ def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: 
             raise UsageError(f"--since: {exc}") from None
         store.reap_dead_runs()
         until = time.time()
-        text = summary_document(summarize(store, until - window, until), fmt)
+        text = periodic_summary(ws, store, until - window, until, fmt)
     _write(text, output)
     return 0
+
+
+def periodic_summary(ws: Workspace, store: Store, since: float, until: float, fmt: str) -> str:
+    """The summary of [since, until) with each runbook's kind and class as the workspace says today; in
+    HTML, with the capacity trends of the same window."""
+    from runner.definition.catalog import entries
+    from runner.reports.periodic import summarize, summary_document
+
+    kinds = {e.name: (e.kind, e.maintenance_type) for e in entries(ws)}
+    capacity = None
+    if fmt == "html":
+        from runner.reports.capacity import forecast
+
+        capacity = forecast(store, since, until)
+    return summary_document(summarize(store, since, until, kinds), fmt, capacity)
 
 
 def _write(text: str, output: str | None) -> None:

@@ -55,9 +55,10 @@ def runs_per_day_chart(runs: Sequence[RunLike], since: float, until: float) -> s
         counts["check mode" if run.check_mode else run.status][day] += 1
     statuses = [s for s in _STATUS_ORDER if s in counts] + sorted(set(counts) - set(_STATUS_ORDER))
     chart = _new("StackedBar", colours=[_STATUS_COLOURS.get(s, "#57606a") for s in statuses],
-                 y_title="runs", x_label_rotation=30 if len(days) > 7 else 0,
-                 show_minor_x_labels=len(days) <= 14, x_labels_major_every=max(1, len(days) // 10))
-    chart.x_labels = days
+                 y_title="runs", x_label_rotation=30 if len(days) > 10 else 0,
+                 show_minor_x_labels=len(days) <= 16, x_labels_major_every=max(1, len(days) // 12))
+    chart.x_labels = [day[5:] for day in days]  # MM-DD: the window's dates are in the page's heading
+    chart.y_labels = _counts_axis(max((sum(counts[s].get(day, 0) for s in statuses) for day in days), default=0))
     for status in statuses:
         chart.add(status, [counts[status].get(day) or None for day in days])
     return _render(chart)
@@ -81,8 +82,9 @@ def failures_by_host_chart(hosts: Iterable[HostFailures]) -> str:
     """Horizontal bars: runs in which each host failed, and runs in which it was unreachable."""
     rows = sorted(hosts, key=lambda h: (-(h.failed_runs + h.unreachable_runs), h.host))[:25]
     chart = _new("HorizontalStackedBar", colours=[_STATUS_COLOURS["failed"], _STATUS_COLOURS["timed_out"]],
-                 x_title="runs", height=max(240, 60 + 28 * len(rows)))
+                 x_title="runs", height=max(160, 100 + 30 * len(rows)), legend_at_bottom=False)
     chart.x_labels = [h.host for h in rows]
+    chart.y_labels = _counts_axis(max((h.failed_runs + h.unreachable_runs for h in rows), default=0))
     chart.add("failed", [h.failed_runs or None for h in rows])
     chart.add("unreachable", [h.unreachable_runs or None for h in rows])
     return _render(chart)
@@ -111,6 +113,7 @@ def _new(kind: str, colours: list[str], **options: Any) -> Any:
                   major_label_font_size=11, legend_font_size=12, title_font_size=14)
     defaults: dict[str, Any] = {"style": style, "width": 800, "height": 320, "js": [], "disable_xml_declaration": True,
                                 "legend_at_bottom": True, "legend_at_bottom_columns": 4, "truncate_legend": 40,
+                                "spacing": 16, "margin_bottom": 30,  # without it pygal clips a bar chart's legend
                                 "no_data_text": "no runs", "margin": 12, "print_values": False}
     chart = getattr(pygal, kind)(**{**defaults, **options})
     chart.add_xml_filter(_without_scripts)
@@ -128,6 +131,12 @@ def _without_scripts(root: Any) -> Any:
 
 def _render(chart: Any) -> str:
     return str(chart.render(is_unicode=True))
+
+
+def _counts_axis(highest: int) -> list[int]:
+    """Whole numbers for an axis of counts (pygal would write 0.2, 0.4... for small ones)."""
+    step = max(1, -(-highest // 8))
+    return list(range(0, max(highest, 1) + step, step))
 
 
 def _when(timestamp: float) -> dt.datetime:

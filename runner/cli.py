@@ -116,16 +116,20 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
 @click.option("--note", default="", help="A note recorded with the confirmation.")
 @click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the whole run when this part ends.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron and scripts).")
 @click.pass_context
-def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None) -> int:
+def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None,
+           quiet: bool) -> int:
     """Continue a run waiting at a manual step or an approval.
 
-    On a terminal without --confirm, walks the checklist item by item. The rest of the run is
-    recorded in the same run. Secrets are read again from their env: variable (they are never stored).
+    On a terminal without --confirm, walks the checklist item by item (items confirmed before a lost
+    terminal are kept). The rest of the run is recorded in the same run. Secrets are read again from
+    their env: variable (they are never stored). RUN `last` is the one waiting run; when several wait,
+    it is refused (exit 2) and they are listed with their hosts.
     """
     from runner.commands.resume import resume as resume_run
 
-    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit)
+    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit, quiet)
 
 
 @cli.command()
@@ -137,7 +141,8 @@ def approve(ctx: click.Context, run_ref: str, reject: bool, note: str) -> int:
     """Approve a run waiting at an approval step (not the run's own operator).
 
     The approver is $RUNBOOK_USER, else the CI user, else user@host. Once approved,
-    `runbook resume RUN` continues the run.
+    `runbook resume RUN` continues the run. RUN `last` is the one waiting run; when several wait,
+    it is refused (exit 2) and they are listed with their hosts.
     """
     from runner.commands.resume import approve as approve_run
 

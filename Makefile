@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down bench lint clean
+.PHONY: install run test test-deps fleet fleet-down fleet-repo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ fleet: install test-deps
 	@echo "try: $(BIN)/runbook run health-check -i $(FLEET)/inventory.yml"
 
 fleet-down:
+	-$(BIN)/python tests/aptrepo.py down --fleet $(FLEET) 2>/dev/null
 	$(BIN)/python tests/fleet.py down --dir $(FLEET)
+
+# The package repositories patch-rollout's tests build, served to the running fleet's apt (file: sources
+# in /var/tmp/runbook-fleet-apt-repo, which the hosts see through their overlay): practise patch-rollout.
+fleet-repo: install
+	$(BIN)/python tests/aptrepo.py up --fleet $(FLEET)
 
 bench: install
 	$(BIN)/python bench/overhead.py

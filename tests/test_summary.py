@@ -109,3 +109,11 @@ def test_html_summary_draws_static_svg_charts(alien: Path, state_dir: Path, tmp_
     assert dom.tags.count("svg") == 3
     assert dom.by_id["total"] == "6" and dom.by_id["check-total"] == "1"
     assert "step 'check' on web2: web2 is broken" in dom.by_id["failures"]
+
+
+def test_summary_of_an_empty_window_still_draws(alien: Path, tmp_path: Path) -> None:
+    page = tmp_path / "empty.html"
+    assert runbook("report", "--since", "1h", "--format", "html", "-o", str(page), cwd=alien).returncode == 0
+    svgs = _svgs(page.read_text())
+    assert len(svgs) == 3 and "no runs" in _texts(svgs[0])
+    assert "0 runs, success rate 0.0% (none)." in runbook("report", "--since", "1h", cwd=alien).stdout

@@ -58,7 +58,8 @@ def runs_per_day_chart(runs: Sequence[RunLike], since: float, until: float) -> s
                  y_title="runs", x_label_rotation=30 if len(days) > 10 else 0,
                  show_minor_x_labels=len(days) <= 16, x_labels_major_every=max(1, len(days) // 12))
     chart.x_labels = [day[5:] for day in days]  # MM-DD: the window's dates are in the page's heading
-    chart.y_labels = _counts_axis(max((sum(counts[s].get(day, 0) for s in statuses) for day in days), default=0))
+    if statuses:  # pygal fails on y_labels without any series
+        chart.y_labels = _counts_axis(max((sum(counts[s].get(day, 0) for s in statuses) for day in days), default=0))
     for status in statuses:
         chart.add(status, [counts[status].get(day) or None for day in days])
     return _render(chart)

@@ -139,7 +139,7 @@ def test_end_of_input_at_a_checklist_waits_and_only_a_aborts(alien: Path, state_
     child.expect(r"Window announced: \(c\)onfirm, \(n\)ote, \(a\)bort\? ")
     child.sendeof()  # Ctrl-D
     child.expect(pexpect.EOF)  # the run lets go of the terminal at once, then records itself waiting
-    assert child.wait() == 5  # (close() would hang up and interrupt a process still finishing)
+    assert child.wait() == 5  # (close() would also send SIGINT and SIGKILL to a process still finishing)
     assert _records(state_dir)[0]["status"] == "waiting"
     child = pexpect.spawn(sys.executable, ["-m", "runner", "resume", "last"], cwd=str(alien), encoding="utf-8", timeout=60)
     child.expect(r"Window announced: \(c\)onfirm, \(n\)ote, \(a\)bort\? ")

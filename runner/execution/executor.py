@@ -325,6 +325,7 @@ class Execution:
                 step_record.status, step_record.message = "canceled", f"canceled at the checklist by {who}"
                 return
             except TerminalLost as lost:
+                self._prompting = False  # a second hang-up (SIGHUP after end of input) must not interrupt this
                 detach_from_terminal()
                 step_record.signoffs += lost.signoffs
                 step_record.status = "waiting"

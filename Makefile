@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down db db-down bench lint clean screenshots
+.PHONY: install run test test-deps fleet fleet-down fleet-repo db db-down bench lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ fleet: install test-deps
 	@echo "try: $(BIN)/runbook run health-check -i $(FLEET)/inventory.yml"
 
 fleet-down:
+	-$(BIN)/python tests/aptrepo.py down --fleet $(FLEET) 2>/dev/null
 	$(BIN)/python tests/fleet.py down --dir $(FLEET)
 
 # A private PostgreSQL for trying the team store by hand (needs PostgreSQL installed; as root it runs as
@@ -44,6 +45,11 @@ db: install test-deps
 
 db-down:
 	@$(BIN)/python tests/pg.py down --dir $(PGDIR)
+
+# The package repositories patch-rollout's tests build, served to the running fleet's apt (file: sources
+# in /var/tmp/runbook-fleet-apt-repo, which the hosts see through their overlay): practise patch-rollout.
+fleet-repo: install
+	$(BIN)/python tests/aptrepo.py up --fleet $(FLEET)
 
 bench: install
 	$(BIN)/python bench/overhead.py

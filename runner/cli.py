@@ -117,16 +117,20 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
 @click.option("--note", default="", help="A note recorded with the confirmation.")
 @click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the whole run when this part ends.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron and scripts).")
 @click.pass_context
-def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None) -> int:
+def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None,
+           quiet: bool) -> int:
     """Continue a run waiting at a manual step or an approval.
 
-    On a terminal without --confirm, walks the checklist item by item. The rest of the run is
-    recorded in the same run. Secrets are read again from their env: variable (they are never stored).
+    On a terminal without --confirm, walks the checklist item by item (items confirmed before a lost
+    terminal are kept). The rest of the run is recorded in the same run. Secrets are read again from
+    their env: variable (they are never stored). RUN `last` is the one waiting run; when several wait,
+    it is refused (exit 2) and they are listed with their hosts.
     """
     from runner.commands.resume import resume as resume_run
 
-    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit)
+    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit, quiet)
 
 
 @cli.command()
@@ -138,7 +142,8 @@ def approve(ctx: click.Context, run_ref: str, reject: bool, note: str) -> int:
     """Approve a run waiting at an approval step (not the run's own operator).
 
     The approver is $RUNBOOK_USER, else the CI user, else user@host. Once approved,
-    `runbook resume RUN` continues the run.
+    `runbook resume RUN` continues the run. RUN `last` is the one waiting run; when several wait,
+    it is refused (exit 2) and they are listed with their hosts.
     """
     from runner.commands.resume import approve as approve_run
 
@@ -260,10 +265,28 @@ def log(ctx: click.Context, run_ref: str, step: str | None, host: str | None, fo
 @click.pass_context
 def report(ctx: click.Context, run_ref: str | None, since: str | None, fmt: str, output: str | None) -> int:
     """One run as a document (RUN: id, prefix or `last`), or the periodic summary with --since:
-    counts, success rate, durations and failures by host."""
+    counts, success rate (check-mode runs counted apart), operations and maintenance by class, durations,
+    failures by host with the reason of each failed run; in HTML with charts (inline SVG) and capacity trends."""
     from runner.commands.report import report as make_report
 
     return make_report(_workspace(ctx), run_ref, since, fmt, output)
+
+
+@cli.command()
+@click.option("--host", metavar="HOST", help="Only this host.")
+@click.option("--since", metavar="DUR", default="30d", show_default=True,
+              help="The window of capacity-report runs the growth is fitted over.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def capacity(ctx: click.Context, host: str | None, since: str, as_json: bool) -> int:
+    """Capacity trends from the capacity-report runs: per host and filesystem the current use, the
+    growth per day (least-squares fit over the window) and the projected date it is full.
+
+    Filesystems that fill within 30 days at that rate are flagged (FILLS IN N DAYS; "fills_soon" in JSON).
+    """
+    from runner.commands.capacity import capacity as show_capacity
+
+    return show_capacity(_workspace(ctx), host, since, as_json)
 
 
 @cli.command()

@@ -17,7 +17,7 @@ import yaml
 from conftest import FIXTURES, copy_workspace, runbook
 
 COMMANDS = ("list", "show", "validate", "run", "history", "log", "init",
-            "resume", "approve", "cancel", "report", "docs", "schedule", "prune", "site")  # SPEC.md's CLI table
+            "resume", "approve", "cancel", "report", "capacity", "docs", "schedule", "prune", "site")  # the CLI table
 
 
 @pytest.fixture(scope="module")

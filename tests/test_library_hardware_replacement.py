@@ -176,17 +176,14 @@ def test_missing_device_fails_naming_host_and_device_and_keeps_the_host_drained(
 
 
 def test_more_than_one_host_is_refused_before_anything_stops(
-        fleet_hosts: Any, demo_service: dict[str, int], tmp_path: Path) -> None:
+        fleet_hosts: Any, demo_service: dict[str, int], tmp_path: Path, state_dir: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
     done = runbook("run", "hardware-replacement", "--json", "-i", str(fleet_hosts.inventory_path), "-l",
                    "fleet-01,fleet-03", "-p", "part=PSU 2", "-p", f"services={SERVICE}", cwd=ws)
-    assert done.returncode == 1
-    record = json.loads(done.stdout)
-    identify = _steps(record)["identify"]
-    assert identify["hosts"]["fleet-03"]["message"].endswith(
-        "fleet-03: a hardware replacement works on one host, this run targets 2 (fleet-01, fleet-03): "
-        "choose one with --limit HOST")
-    assert _steps(record)["drain"]["status"] == "pending"
+    assert done.returncode == 3  # max_hosts: 1, checked before anything runs
+    assert done.stderr.count("hardware-replacement works on at most 1 host (max_hosts: 1); this run targets 2 "
+                             "(fleet-01, fleet-03): narrow it with -l HOST") == 1
+    assert not _records(state_dir)  # nothing recorded
     assert all(_serving(port) for port in demo_service.values())
 
 

@@ -4,84 +4,31 @@ upgrades every host batch by batch and records the versions before and after; a 
 script on one host stops the rollout after its batch and the handler puts that host back."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aptrepo import TEST_PACKAGES, build_repos, forget_repos_script, use_repos_script
 from conftest import copy_workspace, on_host, runbook
 
 HOSTS = ["fleet-01", "fleet-02", "fleet-03", "fleet-04"]
-TEST_PACKAGES = ("runbook-demo", "runbook-sec", "runbook-broken")
-# On the fleet hosts only: apt reads the test's sources and keeps its lists apart, so the hosts never
-# reach the network and the machine's own apt state (seen through each host's overlay) is untouched.
-APT_CONF = "/etc/apt/apt.conf.d/00runbook-test"
-APT_DIR = "/var/lib/runbook-test-apt"
 RECORDS = "/var/lib/runbook/patch-rollout"
-BROKEN_POSTINST = "#!/bin/sh\necho 'runbook-broken: postinst fails on purpose' >&2\nexit 1\n"
 # The load of a busy test machine is not what these tests are about.
 LENIENT = ("-p", "max_load_per_cpu=1000")
 
 
-def _build_deb(repo: Path, name: str, version: str, postinst: str | None = None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "pkg"
-        (root / "DEBIAN").mkdir(parents=True)
-        doc = root / "usr/share/doc" / name
-        doc.mkdir(parents=True)
-        (doc / "VERSION").write_text(f"{version}\n")
-        (root / "DEBIAN/control").write_text(
-            f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: runbook tests <ops@example.com>\n"
-            f"Section: misc\nPriority: optional\nDescription: {name}, a package of the runbook tests\n")
-        if postinst:
-            (root / "DEBIAN/postinst").write_text(postinst)
-            (root / "DEBIAN/postinst").chmod(0o755)
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root),
-                        str(repo / f"{name}_{version}_all.deb")], check=True, capture_output=True)
-
-
-def _index(repo: Path, suite: str) -> None:
-    """A flat repository's Packages and Release, as dpkg-scanpackages and apt-ftparchive would write."""
-    stanzas = []
-    for deb in sorted(repo.glob("*.deb")):
-        control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True, text=True).stdout
-        data = deb.read_bytes()
-        stanzas.append(f"{control.strip()}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
-                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
-    packages = "\n".join(stanzas).encode()
-    (repo / "Packages").write_bytes(packages)
-    (repo / "Release").write_text(
-        f"Origin: runbook-test\nLabel: runbook-test\nSuite: {suite}\nCodename: {suite}\n"
-        f"Date: {formatdate(usegmt=True)}\nArchitectures: all\n"
-        f"SHA256:\n {hashlib.sha256(packages).hexdigest()} {len(packages)} Packages\n")
-
-
 @pytest.fixture(scope="module")
 def apt_repos() -> Iterator[Path]:
-    """Two flat repositories, `main` and `security` (its suite says so), outside /tmp: the fleet hosts
-    have their own /tmp but see the rest of this machine's files."""
+    """The repositories of tests/aptrepo.py (also what `make fleet-repo` serves), outside /tmp: the fleet
+    hosts have their own /tmp but see the rest of this machine's files."""
     root = Path(tempfile.mkdtemp(prefix="runbook-patch-repos-", dir="/var/tmp"))
-    root.chmod(0o755)
     try:
-        main, security = root / "main", root / "security"
-        main.mkdir()
-        security.mkdir()
-        for version in ("1.0", "2.0"):
-            _build_deb(main, "runbook-demo", version)
-        _build_deb(main, "runbook-broken", "1.0")
-        _build_deb(main, "runbook-broken", "2.0", BROKEN_POSTINST)
-        for version in ("1.0", "1.1"):
-            _build_deb(security, "runbook-sec", version)
-        _index(main, "stable")
-        _index(security, "stable-security")
-        yield root
+        yield build_repos(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -89,23 +36,13 @@ def apt_repos() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def patch_fleet(fleet_hosts: Any, apt_repos: Path) -> Iterator[Any]:
     """The fleet with apt pointed at the test's repositories only."""
-    conf = (f'Dir::Etc::SourceList "{APT_DIR}/sources.list";\\n'
-            f'Dir::Etc::SourceParts "{APT_DIR}/sources.list.d";\\n'
-            f'Dir::State::Lists "{APT_DIR}/lists";\\n')
-    sources = (f"deb [trusted=yes] file:{apt_repos}/main ./\\n"
-               f"deb [trusted=yes] file:{apt_repos}/security ./\\n")
     try:
         for host in HOSTS:
-            on_host(fleet_hosts, host, f"""set -e
-                mkdir -p {APT_DIR}/sources.list.d {APT_DIR}/lists/partial
-                printf '{sources}' > {APT_DIR}/sources.list
-                printf '{conf}' > {APT_CONF}
-                apt-get update -q""")
+            on_host(fleet_hosts, host, use_repos_script(apt_repos))
         yield fleet_hosts
     finally:
         for host in HOSTS:
-            on_host(fleet_hosts, host, f"dpkg --purge {' '.join(TEST_PACKAGES)}; rm -rf {APT_CONF} {APT_DIR} {RECORDS}",
-                    check=False)
+            on_host(fleet_hosts, host, forget_repos_script(RECORDS), check=False)
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from pathlib import Path
 from runner.definition.durations import parse_duration
 from runner.errors import UsageError
 from runner.output import check_writable, write_file
-from runner.reports.reports import run_document, summarize, summary_document
+from runner.reports.reports import run_document
 from runner.store.backends import open_store
+from runner.store.base import Store
 from runner.definition.workspace import Workspace
 
 
@@ -32,10 +33,25 @@ def report(ws: Workspace, ref: str | None, since: str | None, fmt: str, output: 
             raise UsageError(f"--since: {exc}") from None
         store.reap_dead_runs()
         until = time.time()
-        text = summary_document(summarize(store, until - window, until), fmt)
+        text = periodic_summary(ws, store, until - window, until, fmt)
     if target is None:
         sys.stdout.write(text)
         return 0
     write_file(target, text, "-o")
     print(f"wrote {target}", file=sys.stderr)
     return 0
+
+
+def periodic_summary(ws: Workspace, store: Store, since: float, until: float, fmt: str) -> str:
+    """The summary of [since, until) with each runbook's kind and class as the workspace says today; in
+    HTML, with the capacity trends of the same window."""
+    from runner.definition.catalog import entries
+    from runner.reports.periodic import summarize, summary_document
+
+    kinds = {e.name: (e.kind, e.maintenance_type) for e in entries(ws)}
+    capacity = None
+    if fmt == "html":
+        from runner.reports.capacity import forecast
+
+        capacity = forecast(store, since, until)
+    return summary_document(summarize(store, since, until, kinds), fmt, capacity)

@@ -16,21 +16,23 @@ from runner.execution.progress import Progress
 from runner.output import check_writable
 from runner.store.records import RunRecord, Signoff, StepRecord, now
 from runner.store.backends import open_store
+from runner.store.base import Store
 from runner.definition.workspace import Workspace
 
 
 def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: bool = False,
-           junit: str | None = None) -> int:
+           junit: str | None = None, quiet: bool = False) -> int:
     """Continue a run waiting at a manual step or an approval, in the same run."""
     if junit:
         check_writable(Path(junit), "--junit")
     store = open_store(ws)
     store.require_writable()
-    record = store.load(store.resolve(ref))
+    record = store.load(resolve_waiting(store, ref))
     step = waiting_step(record)
     interactive = interactive_session(non_interactive)
-    execution = execution_for(ws, record, interactive)
-    print(f"resuming run {record.id} at step {step.index + 1} {step.name!r}", file=sys.stderr)
+    execution = execution_for(ws, record, interactive, quiet)
+    if not quiet:
+        print(f"resuming run {record.id} at step {step.index + 1} {step.name!r}", file=sys.stderr)
     done = execution.resume(record, ResumeAction(identity.operator(), confirm=confirm, note=note))
     publish(ws, done, junit)
     return int(done.exit_code or 0)
@@ -39,7 +41,7 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
 def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
     """Record an approval (or a rejection) by someone other than the run's operator."""
     store = open_store(ws)
-    record = store.load(store.resolve(ref))
+    record = store.load(resolve_waiting(store, ref))
     step = waiting_step(record)
     if step.type != "approval":
         raise UsageError(f"run {record.id} waits at the manual step {step.name!r}, not an approval: "
@@ -65,6 +67,26 @@ def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
     return 0
 
 
+def resolve_waiting(store: Store, ref: str) -> str:
+    """RUN for resume and approve: `last` is the one waiting run, and is refused (exit 2, listing them
+    with their hosts) when several wait; with none waiting it is the last run, as elsewhere."""
+    if ref != "last":
+        return store.resolve(ref)
+    waiting = store.history(status="waiting", limit=100)
+    if len(waiting) == 1:
+        return waiting[0].id
+    if not waiting:
+        return store.resolve(ref)
+    lines = [f"{len(waiting)} runs are waiting; `last` could mean any of them: give the run id"]
+    for row in waiting:
+        record = store.load(row.id)
+        step = next((s for s in record.steps if s.status == "waiting"), None)
+        at = f"step {step.index + 1} {step.name!r} ({step.type})" if step else "?"
+        hosts = ", ".join(record.hosts()) or record.limit
+        lines.append(f"  {row.id}  {row.runbook}  waits at {at}  hosts: {hosts}  operator: {row.operator}")
+    raise UsageError("\n".join(lines))
+
+
 def waiting_step(record: RunRecord) -> StepRecord:
     if record.status != "waiting":
         raise UsageError(f"run {record.id} is {record.status}, not waiting: there is nothing to continue")
@@ -82,7 +104,7 @@ def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> i
     return spec.approval.approvers if spec is not None and spec.approval is not None else 1
 
 
-def execution_for(ws: Workspace, record: RunRecord, interactive: bool) -> Execution:
+def execution_for(ws: Workspace, record: RunRecord, interactive: bool, quiet: bool = False) -> Execution:
     """An Execution that continues `record` exactly as it started: same runbook file, parameters,
     inventory, limit and modes. Secrets are not stored: they come again from their env: variable."""
     path = ws.runbook_path(record.runbook)
@@ -108,6 +130,6 @@ def execution_for(ws: Workspace, record: RunRecord, interactive: bool) -> Execut
     request = RunRequest(params=params, operator=record.operator, trigger=record.trigger,
                          inventory=record.inventory, check=record.check, diff=record.diff, forks=record.forks,
                          ci_job_url=record.ci_job_url, interactive=interactive, worker=record.worker or None)
-    execution = Execution(ws, runbook, request, Progress())
+    execution = Execution(ws, runbook, request, Progress(quiet=quiet))
     execution.limit = record.limit
     return execution

@@ -103,6 +103,6 @@ def _ask_secret(param: Parameter) -> str:
 def _confirm(question: str) -> bool:
     try:
         answer = input(f"{question} [y/N] ")
-    except EOFError:
+    except (EOFError, OSError):  # end of input or a terminal gone (EIO): not started, nothing recorded
         return False
     return answer.strip().lower() in ("y", "yes")

@@ -325,6 +325,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         description=d.get("description", ""),
         targets=d.get("targets", "all"),
         inventory=d.get("inventory"),
+        max_hosts=d.get("max_hosts"),
         concurrency=d.get("concurrency", "exclusive"),
         lock=d.get("lock"),
         timeout=parse_duration(d["timeout"]) if "timeout" in d else None,

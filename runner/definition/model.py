@@ -82,6 +82,7 @@ class Runbook:
     description: str = ""
     targets: str = "all"
     inventory: str | None = None
+    max_hosts: int | None = None  # refuse, before anything runs, a run that targets more hosts
     concurrency: str = "exclusive"
     lock: str | None = None
     timeout: int | None = None

@@ -36,6 +36,7 @@ class WorkerConfig:
 @dataclass(frozen=True)
 class Config:
     inventory: str = "local"
+    inventory_set: bool = False  # runbook.toml names the default inventory (maintenance needs a chosen one)
     state_dir: str | None = None
     forks: int | None = None
     notify: Notify = Notify()
@@ -86,9 +87,13 @@ class Workspace:
                 path = self.runbooks_dir / f"{name}{suffix}"
                 if path.is_file():
                     return path
-        known = ", ".join(p.stem for p in self.runbook_files()) or "none"
+        import difflib
+
+        names = [p.stem for p in self.runbook_files()]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) if len(name) <= 200 else []
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(names) or 'none'}"
         shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
-        raise UsageError(f"no runbook named {shown} in {self.runbooks_dir} (known: {known})")
+        raise UsageError(f"no runbook named {shown} in {self.display(self.runbooks_dir)}/ ({hint})")
 
     def display(self, path: Path) -> str:
         """`path` relative to the workspace, as error messages show it."""
@@ -104,6 +109,11 @@ class Workspace:
         if Path(name).is_absolute() or not candidate.is_relative_to(base):
             raise InvalidError(f"playbook {name!r} escapes {self.display(self.playbooks_dir)}/")
         return candidate
+
+    def chosen_inventory(self, explicit: str | None, runbook_default: str | None) -> str | None:
+        """The inventory someone chose: -i, else the runbook's `inventory:`, else runbook.toml's; None when
+        only the built-in `local` default is left."""
+        return explicit or runbook_default or (self.config.inventory if self.config.inventory_set else None)
 
     def inventory_path(self, name_or_path: str | None) -> Path:
         """An inventory by name (inventories/<name>[.yml|.yaml|.ini|/]) or by path."""
@@ -197,6 +207,7 @@ def load_config(path: Path) -> Config:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
         inventory=data.get("inventory", "local"),
+        inventory_set="inventory" in data,
         state_dir=data.get("state_dir"),
         forks=forks,
         notify=Notify(notify.get("webhook"), tuple(notify.get("on", Notify.on)), float(notify.get("timeout", 10))),

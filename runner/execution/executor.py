@@ -20,7 +20,8 @@ from runner.execution import ansiblecfg
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
-from runner.execution.manual import Prompter, approvers, confirm_all, rehearsal, walk, waiting_message
+from runner.execution.manual import (Prompter, TerminalLost, approvers, confirm_all, confirmed_items,
+                                     detach_from_terminal, rehearsal, walk, waiting_message)
 from runner.definition.model import Runbook, Step
 from runner.definition.params import ResolvedParams
 from runner.execution.processes import sweep
@@ -142,7 +143,13 @@ class Execution:
         self.canceled = False
         self._prompting = False
         self.deadline: float | None = None
-        self.inventory = ws.inventory_path(request.inventory or runbook.inventory)
+        chosen = ws.chosen_inventory(request.inventory, runbook.inventory)
+        if chosen is None and runbook.kind == "maintenance":
+            raise InvalidError(
+                f"{runbook.name} is a maintenance runbook: it never runs on the built-in local inventory. "
+                f"Choose one: runbook run {runbook.name} -i INVENTORY (a name in {ws.display(ws.inventories_dir)}/ "
+                "or a path), or set `inventory:` in the runbook, or `inventory = \"NAME\"` in runbook.toml")
+        self.inventory = ws.inventory_path(chosen)
         self.playbooks = {name: ws.playbook_path(name) for name in runbook.playbooks}
         missing = [n for n, p in self.playbooks.items() if not p.is_file()]
         if missing:
@@ -170,6 +177,7 @@ class Execution:
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self) -> RunRecord:
+        self._check_max_hosts()
         run_id, started = "", False
         try:
             run_id = self.store.new_run_id(self.runbook.name)
@@ -212,6 +220,21 @@ class Execution:
             return NoSpaceError(f"{where}: nothing was run; free some space and run again", started=False)
         return NoSpaceError(f"{where}: run {run_id} was stopped; what was written before is kept "
                             f"(runbook log {run_id}); free some space, then see: runbook history", started=True)
+
+    def _check_max_hosts(self) -> None:
+        """`max_hosts: N`: refuse, before anything runs or is recorded, a run that targets more hosts."""
+        limit = self.runbook.max_hosts
+        if limit is None:
+            return
+        from runner.execution.hostcount import targeted_hosts
+
+        cfg = ansiblecfg.render(ansiblecfg.settings(self.ws.root, self._forks(), self.ws.config.ansible_cfg))
+        hosts = targeted_hosts(self.inventory, self.limit, cfg)
+        if len(hosts) > limit:
+            shown = ", ".join(hosts[:10]) + (", ..." if len(hosts) > 10 else "")
+            raise InvalidError(f"{self.runbook.name} works on at most {limit} host{'s' if limit > 1 else ''} "
+                               f"(max_hosts: {limit}); this run targets {len(hosts)} ({shown}): narrow it with "
+                               f"-l HOST; nothing was run")
 
     @contextmanager
     def _locked(self, record: RunRecord) -> Iterator[None]:
@@ -282,6 +305,8 @@ class Execution:
         return self._finish(record)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and self._prompting:
+            raise TerminalLost()  # the terminal hung up at a question: the run waits, it is not canceled
         self.canceled = True
         if self._prompting:
             raise KeyboardInterrupt  # a question blocks in readline: interrupt it
@@ -328,16 +353,24 @@ class Execution:
     def _manual(self, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
         who = action.who if action else self.request.operator
         step = rehearsal(step, self.runbook.name) if self.request.check else step
+        done = confirmed_items(step_record)
         if action is not None and action.confirm:
-            step_record.signoffs += confirm_all(step, who, action.note)
-            step_record.status = "succeeded"
+            step_record.signoffs += confirm_all(step, who, action.note, done)
+            step_record.status, step_record.message = "succeeded", ""
         elif self.request.interactive:
             self._prompting = True
             try:
-                completed, signoffs = walk(step, self.prompter, who)
+                completed, signoffs = walk(step, self.prompter, who, done)
             except KeyboardInterrupt:
                 self.canceled = True
                 step_record.status, step_record.message = "canceled", f"canceled at the checklist by {who}"
+                return
+            except TerminalLost as lost:
+                self._prompting = False  # a second hang-up (SIGHUP after end of input) must not interrupt this
+                detach_from_terminal()
+                step_record.signoffs += lost.signoffs
+                step_record.status = "waiting"
+                step_record.message = f"the terminal of {who} was lost at the checklist: resume the run to continue"
                 return
             finally:
                 self._prompting = False

@@ -2,11 +2,30 @@
 tell an unattended run's reader exactly how to continue."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
 from runner.definition.model import Step
 from runner.store.records import RunRecord, Signoff, StepRecord, now
+
+
+class TerminalLost(Exception):
+    """The operator's terminal went away at a question (end of input, EIO, SIGHUP): the run waits, it is
+    not aborted; `signoffs` holds the items confirmed before."""
+
+    def __init__(self, signoffs: list[Signoff] | None = None) -> None:
+        super().__init__("the terminal was lost at the checklist")
+        self.signoffs = signoffs or []
+
+
+def detach_from_terminal() -> None:
+    """Point stdin, stdout and stderr at /dev/null, so that what is left to do (record the run as waiting,
+    notify, exit 5) does not fail writing to a terminal that is gone."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 class Prompter:
@@ -20,43 +39,65 @@ class Prompter:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def ask(self, question: str) -> str | None:
-        """The answer, or None at end of input."""
-        self.out.write(question)
-        self.out.flush()
-        line = self.stdin.readline()
-        return None if not line else line.strip()
+    def ask(self, question: str) -> str:
+        """The answer; TerminalLost at end of input or when the terminal is gone (EIO)."""
+        try:
+            self.out.write(question)
+            self.out.flush()
+            line = self.stdin.readline()
+        except OSError as exc:
+            raise TerminalLost() from exc
+        if not line:
+            raise TerminalLost()
+        return line.strip()
 
 
 def checklist(step: Step) -> tuple[str, ...]:
     return step.checklist or ("Step done",)
 
 
-def walk(step: Step, prompter: Prompter, who: str) -> tuple[bool, list[Signoff]]:
-    """Confirm each checklist item, or abort; (completed, signoffs)."""
-    prompter.say(_indent(step.manual or ""))
+def walk(step: Step, prompter: Prompter, who: str, done: frozenset[str] = frozenset()) -> tuple[bool, list[Signoff]]:
+    """Confirm each checklist item not in `done`, or abort with an explicit "a"; (completed, signoffs).
+    A lost terminal raises TerminalLost carrying the items confirmed so far."""
     signoffs: list[Signoff] = []
-    for item in checklist(step):
-        note = ""
-        while True:
-            answer = prompter.ask(f"  [ ] {item}: (c)onfirm, (n)ote, (a)bort? ")
-            choice = (answer or "a")[:1].lower()
-            if choice in ("c", "y"):
-                signoffs.append(Signoff(who, now(), note, item, "confirmed"))
-                prompter.say(f"  [x] {item}")
-                break
-            if choice == "n":
-                note = prompter.ask("      note: ") or ""
+    try:
+        prompter.say(_indent(step.manual or ""))
+        for item in checklist(step):
+            if item in done:
+                prompter.say(f"  [x] {item} (confirmed before)")
                 continue
-            if choice == "a":
-                signoffs.append(Signoff(who, now(), note, item, "aborted"))
+            if not _confirm_item(prompter, who, item, signoffs):
                 return False, signoffs
+    except TerminalLost as lost:
+        raise TerminalLost(signoffs) from lost
+    except OSError as exc:  # `say` on a terminal that is gone
+        raise TerminalLost(signoffs) from exc
     return True, signoffs
 
 
-def confirm_all(step: Step, who: str, note: str) -> list[Signoff]:
-    """`resume --confirm`: every checklist item confirmed at once, with the operator's note."""
-    return [Signoff(who, now(), note, item, "confirmed") for item in checklist(step)]
+def _confirm_item(prompter: Prompter, who: str, item: str, signoffs: list[Signoff]) -> bool:
+    note = ""
+    while True:
+        choice = prompter.ask(f"  [ ] {item}: (c)onfirm, (n)ote, (a)bort? ")[:1].lower()
+        if choice in ("c", "y"):
+            signoffs.append(Signoff(who, now(), note, item, "confirmed"))
+            prompter.say(f"  [x] {item}")
+            return True
+        if choice == "n":
+            note = prompter.ask("      note: ")
+        elif choice == "a":
+            signoffs.append(Signoff(who, now(), note, item, "aborted"))
+            return False
+
+
+def confirmed_items(step_record: StepRecord) -> frozenset[str]:
+    """Checklist items already confirmed in this step (before a terminal was lost)."""
+    return frozenset(s.item for s in step_record.signoffs if s.decision == "confirmed")
+
+
+def confirm_all(step: Step, who: str, note: str, done: frozenset[str] = frozenset()) -> list[Signoff]:
+    """`resume --confirm`: every checklist item not confirmed yet, at once, with the operator's note."""
+    return [Signoff(who, now(), note, item, "confirmed") for item in checklist(step) if item not in done]
 
 
 def approvers(step_record: StepRecord) -> set[str]:

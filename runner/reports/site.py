@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from runner.definition.model import Runbook
 from runner.definition.workspace import Workspace
 from runner.reports.procedures import html_body, markdown_page, past_runs
-from runner.reports.reports import render_html, summarize, summary_html
+from runner.reports.periodic import summarize, summary_html
+from runner.reports.reports import render_html
 
 if TYPE_CHECKING:
     from runner.store.base import HistoryRow, Store
@@ -48,7 +49,7 @@ def _index(target: Path, runbooks: list[Runbook], history: list[HistoryRow], sto
     summary = ""
     if store is not None:
         until = time.time()
-        summary = summary_html(summarize(store, until - options.since, until))
+        summary = summary_html(summarize(store, until - options.since, until, kinds(runbooks)))
     last = {r.runbook: r for r in reversed(history)}  # newest first, so the newest wins
     recent = history[:options.recent]
     path = target / "index.html"
@@ -79,7 +80,16 @@ def _run_page(target: Path, run_id: str, store: Store, known_runbook: bool) -> P
 
 
 def duration_chart_svg(name: str, runs: list[HistoryRow]) -> str:
-    """THE SEAM for the charts branch (runner/reports/charts.py): an inline SVG of this runbook's run
-    durations over time, or "" (the page then shows its history table only). The SVG is put in the
-    page as is, so it must come from the chart code, never from a run's text unescaped."""
-    return ""
+    """An inline SVG of this runbook's run durations over time, or "" without finished runs (the page then
+    shows its history table only). The SVG is put in the page as is: it comes from the chart code (pygal,
+    which escapes the runbook's name), never from a run's text."""
+    if not any(r.ended_at is not None and not r.check_mode for r in runs):
+        return ""
+    from runner.reports.charts import duration_chart
+
+    return duration_chart([r for r in runs if r.runbook == name])
+
+
+def kinds(runbooks: list[Runbook]) -> dict[str, tuple[str, str]]:
+    """Each runbook's kind and maintenance class, as the summary breaks work down."""
+    return {rb.name: (rb.kind, rb.maintenance_type or "") for rb in runbooks}

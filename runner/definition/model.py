@@ -87,6 +87,7 @@ class Runbook:
     parameters: tuple[Parameter, ...] = ()
     on_failure: tuple[Step, ...] = ()
     schedule: tuple[Schedule, ...] = ()
+    accelerate: bool = True  # false: this runbook's playbooks run on Ansible's own strategy
     # The line of every key path ("steps[0].playbook": 9), for problems found after loading.
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 

@@ -9,7 +9,9 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "ansible"}
+_ANSIBLE_KEYS = {"accelerate"}
+_ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
 
 
@@ -27,12 +29,21 @@ class Config:
     forks: int | None = None
     notify: Notify = Notify()
     ansible_cfg: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
 
 
 @dataclass(frozen=True)
 class Workspace:
     root: Path
     config: Config
+
+    @property
+    def accelerate(self) -> str:
+        """runbook.toml's [ansible] accelerate, overridden by RUNBOOK_ACCELERATE (e.g. for one CI job)."""
+        env = os.environ.get("RUNBOOK_ACCELERATE", "").strip()
+        if env and env not in _ACCELERATE:
+            raise UsageError(f"RUNBOOK_ACCELERATE={env!r} is not one of: {', '.join(_ACCELERATE)}")
+        return env or self.config.accelerate
 
     @property
     def runbooks_dir(self) -> Path:
@@ -146,6 +157,14 @@ def load_config(path: Path) -> Config:
     ansible_cfg = data.get("ansible_cfg", {})
     if not isinstance(ansible_cfg, dict) or not all(isinstance(v, dict) for v in ansible_cfg.values()):
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))
+    ansible = data.get("ansible", {})
+    accelerate = ansible.get("accelerate", "auto") if isinstance(ansible, dict) else None
+    if not isinstance(ansible, dict):
+        problems.append(Problem(path.name, None, "ansible", "expected a table [ansible]"))
+    else:
+        problems += [Problem(path.name, None, f"ansible.{k}", "unknown key") for k in ansible if k not in _ANSIBLE_KEYS]
+        if accelerate not in _ACCELERATE:
+            problems.append(Problem(path.name, None, "ansible.accelerate", f"{accelerate!r} is not one of: {', '.join(_ACCELERATE)}"))
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -154,4 +173,5 @@ def load_config(path: Path) -> Config:
         forks=forks,
         notify=Notify(notify.get("webhook"), tuple(notify.get("on", Notify.on)), float(notify.get("timeout", 10))),
         ansible_cfg=ansible_cfg,
+        accelerate=str(accelerate),
     )

@@ -9,8 +9,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+from runner.execution.accelerate import is_noise
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.processes import MARKER
 from runner.execution.progress import Progress
@@ -45,6 +46,7 @@ class PlaybookRun:
     check: bool = False
     diff: bool = False
     timeout: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # the strategy's settings (accelerate.Strategy.env)
 
 
 def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled: Callable[[], bool]) -> StepOutcome:
@@ -80,6 +82,7 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
                     "ANSIBLE_NOCOLOR": "1",
                     "PATH": _path_with_ansible(),
                     MARKER: job.run_id,
+                    **job.env,
                 },
                 ident="ansible",
                 quiet=True,
@@ -160,6 +163,8 @@ class _EventSink:
         self.tail: list[str] = []
 
     def handle(self, event: dict[str, Any]) -> bool:
+        if is_noise(event.get("stdout") or ""):
+            return False
         text = self.scrub.text(event.get("stdout") or "")
         if text:
             self.stdout.write(text + "\n")

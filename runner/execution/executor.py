@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-from runner.execution import ansiblecfg
+from runner.execution import accelerate, ansiblecfg
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError
 from runner.execution.locks import RunLock
@@ -146,6 +146,10 @@ class Execution:
             raise InvalidError(f"{ws.display(runbook.path)}: playbook not found in "
                                f"{ws.display(ws.playbooks_dir)}/: {', '.join(missing)}")
         self.limit = compute_limit(runbook.targets, request.limit)
+        if ws.accelerate == "mitogen" and runbook.accelerate:
+            _plugins, why_not = accelerate.availability()
+            if why_not:
+                raise InvalidError(f'accelerate = "mitogen" in runbook.toml, but {why_not}: nothing was run')
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self) -> RunRecord:
@@ -385,6 +389,7 @@ class Execution:
         if timeout is not None and timeout <= 0:
             return StepOutcome("timed_out", message="the run's timeout expired before this step")
         kept, secret = self._extravars(record, step, extra)
+        strategy = self._strategy(step, step_record)
         job = PlaybookRun(
             run_id=record.id,
             folder=step_record.folder(self.store.run_dir(record.id)),
@@ -393,11 +398,22 @@ class Execution:
             inventory=self.inventory, limit=limit, forks=self._forks(),
             ansible_cfg=self.store.run_dir(record.id) / "ansible.cfg",
             kept_vars=kept, secret_vars=secret, check=self.request.check, diff=self.request.diff, timeout=timeout,
+            env=strategy.env,
         )
         outcome = run_playbook(job, self.scrub, self.progress, lambda: self.canceled)
         if outcome.status in ("canceled", "timed_out"):
             sweep(record.id)
         return outcome
+
+    def _strategy(self, step: Step, step_record: StepRecord) -> accelerate.Strategy:
+        """The step's strategy, kept in its record; one line says why when `auto` could not accelerate."""
+        mode = self.ws.accelerate
+        strategy = accelerate.choose(mode, self.runbook.accelerate, self.playbooks[step.playbook or ""],
+                                     self.inventory, self.ws.roles_dir)
+        if step_record.strategy != strategy.name and mode == "auto" and self.runbook.accelerate and not strategy.accelerated:
+            self.progress.note(f"  {step.name}: on Ansible's own strategy: {strategy.reason}")
+        step_record.strategy, step_record.strategy_reason = strategy.name, strategy.reason
+        return strategy
 
     def _timeout(self, step: Step) -> float | None:
         limits = [float(step.timeout)] if step.timeout else []

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down bench lint clean
+.PHONY: install run test test-deps fleet fleet-down bench bench-fleet lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,12 @@ fleet-down:
 bench: install
 	$(BIN)/python bench/overhead.py
 
+# The speed figures of README's "Speed" section: starts 10 SSH hosts (needs root), stops them at the end.
+bench-fleet: install test-deps
+	$(BIN)/python bench/fleet.py
+
+# Type checks, and the shipped playbooks and roles under ansible-lint's strictest profile
+# (tests/test_lint.py runs the same check in `make test`).
 lint: install
 	$(BIN)/python -m mypy
+	$(BIN)/ansible-lint --profile production --offline playbooks roles

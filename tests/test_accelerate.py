@@ -36,6 +36,12 @@ concurrency: parallel
 """
 
 
+@pytest.fixture(autouse=True)
+def _default_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests set the mode themselves, also in a job that runs the suite with RUNBOOK_ACCELERATE=none."""
+    monkeypatch.delenv("RUNBOOK_ACCELERATE", raising=False)
+
+
 def _workspace(root: Path, inventory: str, playbook: str = PLAYBOOK) -> Path:
     for folder in ("runbooks", "playbooks", "roles", "inventories"):
         (root / folder).mkdir(parents=True, exist_ok=True)

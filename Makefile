@@ -41,7 +41,7 @@ bench: install
 
 # The speed figures of README's "Speed" section: starts 10 SSH hosts (needs root), stops them at the end.
 bench-fleet: install test-deps
-	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/speed.py
 
 # Type checks, and the shipped playbooks and roles under ansible-lint's strictest profile
 # (tests/test_lint.py runs the same check in `make test`).

@@ -11,6 +11,9 @@ from typing import Any, Iterator, Mapping
 MODES = ("auto", "mitogen", "none")
 MITOGEN = "mitogen_linear"
 ANSIBLE = "linear"
+# mitogen's connection timeout runs until the host's interpreter answers (Ansible's stops at the SSH
+# handshake), so Ansible's 10 s failed hosts of a loaded machine as unreachable: 30 s unless configured.
+CONNECT_TIMEOUT = 30
 
 # The newest ansible-core line each mitogen release runs, from mitogen's changelog: 0.3.25 added
 # ansible-core 2.19 (Ansible 12), 0.3.33 added 2.20, 0.3.49 added 2.21. Since 0.3.32 mitogen no longer
@@ -61,8 +64,10 @@ def availability() -> tuple[Path | None, str]:
     return Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy", ""
 
 
-def choose(mode: str, wanted: bool, playbook: Path, inventory: Path, roles_dir: Path) -> Strategy:
-    """The strategy for one playbook step. `mode` is runbook.toml's accelerate, `wanted` the runbook's."""
+def choose(mode: str, wanted: bool, playbook: Path, inventory: Path, roles_dir: Path,
+           timeout_configured: bool = False) -> Strategy:
+    """The strategy for one playbook step. `mode` is runbook.toml's accelerate, `wanted` the runbook's;
+    `timeout_configured`: runbook.toml's [ansible_cfg.defaults] sets `timeout` itself."""
     if mode == "none":
         return Strategy(ANSIBLE, 'accelerate = "none" in runbook.toml')
     if not wanted:
@@ -74,7 +79,10 @@ def choose(mode: str, wanted: bool, playbook: Path, inventory: Path, roles_dir: 
         blocker = _blocker(playbook, inventory, roles_dir)
         if blocker:
             return Strategy(ANSIBLE, blocker)
-    return Strategy(MITOGEN, env={"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": MITOGEN})
+    env = {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": MITOGEN}
+    if not timeout_configured:
+        env["ANSIBLE_TIMEOUT"] = str(CONNECT_TIMEOUT)
+    return Strategy(MITOGEN, env=env)
 
 
 def is_noise(text: str) -> bool:

@@ -408,8 +408,8 @@ class Execution:
     def _strategy(self, step: Step, step_record: StepRecord) -> accelerate.Strategy:
         """The step's strategy, kept in its record; one line says why when `auto` could not accelerate."""
         mode = self.ws.accelerate
-        strategy = accelerate.choose(mode, self.runbook.accelerate, self.playbooks[step.playbook or ""],
-                                     self.inventory, self.ws.roles_dir)
+        strategy = accelerate.choose(mode, self.runbook.accelerate, self.playbooks[step.playbook or ""], self.inventory,
+                                     self.ws.roles_dir, "timeout" in self.ws.config.ansible_cfg.get("defaults", {}))
         if step_record.strategy != strategy.name and mode == "auto" and self.runbook.accelerate and not strategy.accelerated:
             self.progress.note(f"  {step.name}: on Ansible's own strategy: {strategy.reason}")
         step_record.strategy, step_record.strategy_reason = strategy.name, strategy.reason

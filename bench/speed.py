@@ -9,7 +9,7 @@ as the median of per-round ratios (>= 3 rounds after a warm-up):
 
 Starts its own fleet (tests/fleet.py, needs root) and stops it at the end.
 
-    python bench/fleet.py [--runs 3] [--hosts 10] [--local-hosts 2000]
+    python bench/speed.py [--runs 3] [--hosts 10] [--local-hosts 2000] [--local-runs N] [--skip fleet|localhost|many|cli]
 """
 from __future__ import annotations
 
@@ -81,12 +81,12 @@ def add_runbook(root: Path, name: str, playbook: str, text: str) -> None:
 
 
 def mitogen_env() -> dict[str, str]:
-    from runner.execution.accelerate import MITOGEN, availability
+    from runner.execution.accelerate import CONNECT_TIMEOUT, MITOGEN, availability
 
     plugins, why_not = availability()
     if plugins is None:
         raise SystemExit(f"the accelerator is not available: {why_not}")
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": MITOGEN}
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": MITOGEN, "ANSIBLE_TIMEOUT": str(CONNECT_TIMEOUT)}
 
 
 def goal(label: str, value: float, limit: float, unit: str = "x") -> None:
@@ -172,6 +172,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--local-hosts", type=int, default=2000)
+    parser.add_argument("--local-runs", type=int, default=None, help="rounds for the many-hosts case (default: --runs)")
     parser.add_argument("--skip", action="append", default=[], choices=("fleet", "localhost", "many", "cli"))
     args = parser.parse_args()
     problem = fleet.unavailable_reason()
@@ -194,7 +195,7 @@ def main() -> int:
         if "localhost" not in args.skip:
             bench_localhost(root, env, bins, args.runs)
         if "many" not in args.skip:
-            bench_many_local(root, env, bins, args.local_hosts, args.runs)
+            bench_many_local(root, env, bins, args.local_hosts, args.local_runs or args.runs)
         if "cli" not in args.skip:
             bench_cli(root, env, bins)
     load = os.getloadavg()

@@ -194,10 +194,10 @@ def main() -> int:
             bench_fleet(root, env, bins, args.hosts, args.runs)
         if "localhost" not in args.skip:
             bench_localhost(root, env, bins, args.runs)
-        if "many" not in args.skip:
-            bench_many_local(root, env, bins, args.local_hosts, args.local_runs or args.runs)
         if "cli" not in args.skip:
             bench_cli(root, env, bins)
+        if "many" not in args.skip:
+            bench_many_local(root, env, bins, args.local_hosts, args.local_runs or args.runs)
     load = os.getloadavg()
     print(f"\nload at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for label, value, limit, unit in GOALS:

@@ -75,7 +75,7 @@ def test_runs_accelerated_by_default_and_says_so(tmp_path: Path) -> None:
     assert step["status"] == "succeeded" and step["strategy"] == accelerate.MITOGEN and step["strategy_reason"] == ""
     # ansible-core 2.19's notice about third-party strategies stays out of the output and the log.
     log = runbook("log", "last", cwd=ws)
-    assert "Write the marker" in log.stdout
+    assert "Write the marker" in log.stdout and "(playbook on mitogen_linear): succeeded" in log.stdout
     for text in (done.stderr, log.stdout):
         assert "DEPRECATION" not in text and "deprecation_warnings" not in text
     report = json.loads(runbook("report", "last", "--format", "json", cwd=ws).stdout)
@@ -88,6 +88,7 @@ def test_turned_off_by_runbook_by_config_and_by_env(tmp_path: Path) -> None:
     step = record["steps"][0]
     assert step["strategy"] == accelerate.ANSIBLE and "accelerate: false" in step["strategy_reason"]
     assert "own strategy" not in done.stderr  # a deliberate choice: no line about it
+    assert "(playbook on linear): succeeded" in runbook("log", "last", cwd=ws).stdout
     (ws / "runbook.toml").write_text('[ansible]\naccelerate = "none"\n')
     _, record = _run(ws, "fast")
     assert record["steps"][0]["strategy"] == accelerate.ANSIBLE

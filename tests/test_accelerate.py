@@ -52,7 +52,9 @@ def _workspace(root: Path, inventory: str, playbook: str = PLAYBOOK) -> Path:
     return root
 
 
-LOCAL = 'all:\n  hosts:\n    localhost:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: "{{ ansible_playbook_python }}"\n'
+ALL_LOCAL = 'all:\n  hosts:\n    localhost:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: "{{ ansible_playbook_python }}"\n'
+# The connection as a template: only Ansible knows it is local, so auto runs mitogen (as on SSH hosts).
+LOCAL = ALL_LOCAL.replace("ansible_connection: local", "ansible_connection: \"{{ 'local' }}\"")
 
 
 def _run(ws: Path, name: str, *args: str, env: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -107,6 +109,22 @@ def test_falls_back_automatically_when_the_playbook_needs_ansible(tmp_path: Path
     assert step["strategy"] == accelerate.ANSIBLE
     assert step["strategy_reason"] == "become_method 'runas' in touch.yml is not one mitogen supports"
     assert done.stderr.count("on Ansible's own strategy: become_method 'runas'") == 1
+
+
+def test_an_all_local_inventory_runs_on_linear_without_a_word(tmp_path: Path) -> None:
+    """On the local connection mitogen has nothing to save (it measured slower): auto picks linear."""
+    ws = _workspace(tmp_path / "ws", ALL_LOCAL)
+    done, record = _run(ws, "fast")
+    step = record["steps"][0]
+    assert step["strategy"] == accelerate.ANSIBLE and "local connection" in step["strategy_reason"]
+    assert "own strategy" not in done.stderr
+    (ws / "inventories" / "hosts.yml").unlink()
+    (ws / "inventories" / "hosts.ini").write_text("localhost\n[all:vars]\nansible_connection=local\n")
+    assert not accelerate.choose("auto", True, ws / "playbooks" / "touch.yml", ws / "inventories" / "hosts.ini",
+                                 ws / "roles").accelerated
+    (ws / "inventories" / "hosts.ini").write_text("localhost ansible_connection=local\nweb1\n")
+    assert accelerate.choose("auto", True, ws / "playbooks" / "touch.yml", ws / "inventories" / "hosts.ini",
+                             ws / "roles").accelerated
 
 
 def test_bad_accelerate_settings_are_refused_before_anything_runs(tmp_path: Path) -> None:

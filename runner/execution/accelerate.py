@@ -38,6 +38,7 @@ class Strategy:
     name: str  # mitogen_linear | linear
     reason: str = ""  # why not mitogen_linear ("" when accelerated)
     env: Mapping[str, str] = field(default_factory=dict)
+    notice: bool = False  # worth a line on the console: auto wanted mitogen but the step cannot use it
 
     @property
     def accelerated(self) -> bool:
@@ -74,11 +75,14 @@ def choose(mode: str, wanted: bool, playbook: Path, inventory: Path, roles_dir: 
         return Strategy(ANSIBLE, "accelerate: false in the runbook")
     plugins, why_not = availability()
     if plugins is None:
-        return Strategy(ANSIBLE, why_not)
+        return Strategy(ANSIBLE, why_not, notice=mode == "auto")
     if mode == "auto":
-        blocker = _blocker(playbook, inventory, roles_dir)
+        blocker, connections = _blocker(playbook, inventory, roles_dir)
         if blocker:
-            return Strategy(ANSIBLE, blocker)
+            return Strategy(ANSIBLE, blocker, notice=True)
+        if connections == {"local"} and _all_local(inventory):
+            # Nothing to save without SSH: mitogen's mux and interpreter measured 5-10% slower on localhost.
+            return Strategy(ANSIBLE, "every host is on the local connection: nothing for mitogen to save")
     env = {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": MITOGEN}
     if not timeout_configured:
         env["ANSIBLE_TIMEOUT"] = str(CONNECT_TIMEOUT)
@@ -102,24 +106,68 @@ _SETTINGS = (re.compile(r"^[ \t]*(?:-[ \t]+)?(?:ansible_)?(connection|become_met
              re.compile(r"(?:^|[ \t])ansible_(connection|become_method)[ \t]*=[ \t]*[\"']?([\w.{}]+)", re.MULTILINE))
 
 
-def _blocker(playbook: Path, inventory: Path, roles_dir: Path) -> str:
-    """Why mitogen would fail this step (a connection or become method it lacks, a play that picks its
-    own strategy), or "". Reads the playbook, the files it imports, its roles and the inventory."""
+def _blocker(playbook: Path, inventory: Path, roles_dir: Path) -> tuple[str, set[str]]:
+    """(why mitogen would fail this step: a connection or become method it lacks, a play that picks its
+    own strategy, or ""; the connection names seen). Reads the playbook, the files it imports, its
+    roles and the inventory."""
+    connections: set[str] = set()
     for path in _files(playbook, inventory, roles_dir):
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
         for key, value in (m.groups() for pattern in _SETTINGS for m in pattern.finditer(text)):
+            if key == "connection":
+                connections.add(value.removeprefix("ansible.builtin."))
             if "{" in value:
                 continue  # a template: only known at run time
             if key == "connection" and value.removeprefix("ansible.builtin.") not in _CONNECTIONS:
-                return f"connection {value!r} in {path.name} is not one mitogen supports"
+                return f"connection {value!r} in {path.name} is not one mitogen supports", connections
             if key == "become_method" and value.removeprefix("ansible.builtin.") not in _BECOME:
-                return f"become_method {value!r} in {path.name} is not one mitogen supports"
+                return f"become_method {value!r} in {path.name} is not one mitogen supports", connections
             if key == "strategy" and not value.startswith("mitogen"):
-                return f"{path.name} sets its own strategy ({value})"
-    return ""
+                return f"{path.name} sets its own strategy ({value})", connections
+    return "", connections
+
+
+def _group_local(group: Any, inherited: str | None) -> bool:
+    """Whether every host of a YAML inventory group gets `ansible_connection: local` (its own or a group's)."""
+    if group is None:
+        return inherited == "local"
+    if not isinstance(group, dict):
+        return False
+    variables = group.get("vars")
+    connection = variables.get("ansible_connection", inherited) if isinstance(variables, dict) else inherited
+    hosts = group.get("hosts") or {}
+    children = group.get("children") or {}
+    if not isinstance(hosts, dict) or not isinstance(children, dict):
+        return False
+    return (all(_host_local(host, connection) for host in hosts.values())
+            and all(_group_local(child, connection) for child in children.values()))
+
+
+def _host_local(host: Any, connection: str | None) -> bool:
+    if host is None:
+        return connection == "local"
+    return isinstance(host, dict) and host.get("ansible_connection", connection) == "local"
+
+
+def _all_local(inventory: Path) -> bool:
+    """Whether the inventory puts every host on the local connection: YAML host or group vars, or INI
+    `[all:vars]`. Only meaningful when nothing else names another connection."""
+    import yaml
+
+    if not inventory.is_file():
+        return False
+    try:
+        text = inventory.read_text(encoding="utf-8", errors="replace")
+        data = yaml.safe_load(text) if inventory.suffix in (".yml", ".yaml") else None
+    except (OSError, yaml.YAMLError):
+        return False
+    if isinstance(data, dict):
+        return bool(data) and all(_group_local(group, None) for group in data.values())
+    section = re.search(r"^\[all:vars\][ \t]*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    return bool(section and re.search(r"^[ \t]*ansible_connection[ \t]*=[ \t]*local\b", section.group(1), re.MULTILINE))
 
 
 def _files(playbook: Path, inventory: Path, roles_dir: Path) -> Iterator[Path]:

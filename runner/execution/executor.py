@@ -410,7 +410,7 @@ class Execution:
         mode = self.ws.accelerate
         strategy = accelerate.choose(mode, self.runbook.accelerate, self.playbooks[step.playbook or ""], self.inventory,
                                      self.ws.roles_dir, "timeout" in self.ws.config.ansible_cfg.get("defaults", {}))
-        if step_record.strategy != strategy.name and mode == "auto" and self.runbook.accelerate and not strategy.accelerated:
+        if step_record.strategy != strategy.name and strategy.notice:
             self.progress.note(f"  {step.name}: on Ansible's own strategy: {strategy.reason}")
         step_record.strategy, step_record.strategy_reason = strategy.name, strategy.reason
         return strategy

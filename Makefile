@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down fleet-repo db db-down bench lint clean screenshots
+.PHONY: install run test test-deps fleet fleet-down fleet-repo db db-down bench bench-fleet lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,5 +58,12 @@ bench: install
 screenshots: install
 	$(BIN)/python docs/screenshots.py
 
+# The speed figures of README's "Speed" section: starts 10 SSH hosts (needs root), stops them at the end.
+bench-fleet: install test-deps
+	$(BIN)/python bench/speed.py
+
+# Type checks, and the shipped playbooks and roles under ansible-lint's strictest profile
+# (tests/test_lint.py runs the same check in `make test`).
 lint: install
 	$(BIN)/python -m mypy
+	$(BIN)/ansible-lint --profile production --offline playbooks roles

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 PLAYBOOK = """\
 - name: Bench
@@ -68,6 +69,32 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+def side_by_side(commands: dict[str, list[str]], runs: int, cwd: Path, env: dict[str, str],
+                 warm: str | None = None, timer: Callable[[list[str], Path, dict[str, str]], float] | None = None,
+                 ) -> dict[str, list[float]]:
+    """Each command in turn, `runs` rounds (after one warm-up run of `warm`): wall seconds per command.
+    Alternating spreads the machine's changing load over all commands alike."""
+    timer = timer or timed
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    if warm:
+        timer(commands[warm], cwd, env)
+    for _ in range(runs):
+        for name, command in commands.items():
+            times[name].append(timer(command, cwd, env))
+    return times
+
+
+def show(times: dict[str, list[float]]) -> None:
+    for name, values in times.items():
+        print(f"  {name:30s} median {statistics.median(values):6.2f}s  best {min(values):6.2f}s"
+              f"  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+
+
+def ratio(times: dict[str, list[float]], name: str, baseline: str) -> float:
+    """Median of the per-round ratios: each round's pair ran side by side under the same load."""
+    return statistics.median(a / b for a, b in zip(times[name], times[baseline]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -89,15 +116,9 @@ def main() -> int:
                 "ansible-playbook (same forks)": [playbook_bin, "-i", inv, "-f", "25", "playbooks/bench.yml"],
                 "runbook run": [runbook_bin, "-w", str(root), "run", "bench", "-i", inv, "-q", "--non-interactive"],
             }
-            times: dict[str, list[float]] = {name: [] for name in commands}
-            timed(commands["runbook run"], root, env)  # warm caches once
-            for _ in range(args.runs):
-                for name, command in commands.items():
-                    times[name].append(timed(command, root, env))
+            times = side_by_side(commands, args.runs, root, env, warm="runbook run")
             print(f"{label}:")
-            for name, values in times.items():
-                print(f"  {name:30s} median {statistics.median(values):6.2f}s  best {min(values):6.2f}s"
-                      f"  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+            show(times)
             for baseline in ("same forks", "defaults"):
                 for stat, pick in (("median", statistics.median), ("best", min)):
                     ratio = pick(times["runbook run"]) / pick(times[f"ansible-playbook ({baseline})"])

@@ -398,6 +398,8 @@ def write_inventory(layout: Layout, hosts: list[Host]) -> None:
         "      vars:",
         "        ansible_host: 127.0.0.1",
         "        ansible_user: root",
+        # mitogen's ssh adds its own StrictHostKeyChecking before ssh_common_args: only this turns it off.
+        "        ansible_host_key_checking: false",
         f"        ansible_ssh_private_key_file: {json.dumps(str(layout.key))}",
         f"        ansible_python_interpreter: {TARGET_PYTHON}",
         f"        ansible_ssh_common_args: {json.dumps(SSH_OPTIONS)}",

@@ -18,6 +18,9 @@ CONFIG = """\
 # webhook = "https://chat.example/hooks/ops"
 # on = ["failed", "waiting", "timed_out"]
 #
+# [ansible]
+# accelerate = "auto"          # mitogen_linear where it works (auto), always (mitogen), never (none)
+#
 # [ansible_cfg.defaults]        # merged over the shipped ansible.cfg
 # timeout = 30
 """

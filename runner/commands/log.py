@@ -60,7 +60,8 @@ def _print_data(step: StepRecord, host: str | None) -> None:
 
 
 def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | None) -> None:
-    print(f"== step {step.index + 1} {step.name} ({step.type}): {step.status}"
+    kind = f"{step.type} on {step.strategy}" if step.strategy else step.type
+    print(f"== step {step.index + 1} {step.name} ({kind}): {step.status}"
           + (f" - {step.message}" if step.message else ""))
     for signoff in step.signoffs:
         print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"

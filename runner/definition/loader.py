@@ -339,6 +339,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
             Schedule(s["cron"], MappingProxyType(dict(s.get("params", {}))), s.get("inventory"), s.get("limit"))
             for s in d.get("schedule", [])
         ),
+        accelerate=d.get("accelerate", True),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
         worker=d.get("worker"),
     )

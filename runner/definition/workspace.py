@@ -10,7 +10,9 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible"}
+_ANSIBLE_KEYS = {"accelerate"}
+_ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
 _WORKER_KEYS = {"command", "ansible_runner"}
 WORKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -43,12 +45,21 @@ class Config:
     ansible_cfg: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     workers: Mapping[str, WorkerConfig] = field(default_factory=dict)
     store_url: str | None = None  # [store] url: the team's PostgreSQL (RUNBOOK_DATABASE_URL overrides it)
+    accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
 
 
 @dataclass(frozen=True)
 class Workspace:
     root: Path
     config: Config
+
+    @property
+    def accelerate(self) -> str:
+        """runbook.toml's [ansible] accelerate, overridden by RUNBOOK_ACCELERATE (e.g. for one CI job)."""
+        env = os.environ.get("RUNBOOK_ACCELERATE", "").strip()
+        if env and env not in _ACCELERATE:
+            raise UsageError(f"RUNBOOK_ACCELERATE={env!r} is not one of: {', '.join(_ACCELERATE)}")
+        return env or self.config.accelerate
 
     @property
     def runbooks_dir(self) -> Path:
@@ -203,6 +214,14 @@ def load_config(path: Path) -> Config:
     if store_url is not None and not (isinstance(store_url, str)
                                       and store_url.startswith(("postgresql://", "postgres://"))):
         problems.append(Problem(path.name, None, "store.url", "expected a postgresql:// URL"))
+    ansible = data.get("ansible", {})
+    accelerate = ansible.get("accelerate", "auto") if isinstance(ansible, dict) else None
+    if not isinstance(ansible, dict):
+        problems.append(Problem(path.name, None, "ansible", "expected a table [ansible]"))
+    else:
+        problems += [Problem(path.name, None, f"ansible.{k}", "unknown key") for k in ansible if k not in _ANSIBLE_KEYS]
+        if accelerate not in _ACCELERATE:
+            problems.append(Problem(path.name, None, "ansible.accelerate", f"{accelerate!r} is not one of: {', '.join(_ACCELERATE)}"))
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -214,6 +233,7 @@ def load_config(path: Path) -> Config:
         ansible_cfg=ansible_cfg,
         workers=workers,
         store_url=store_url,
+        accelerate=str(accelerate),
     )
 
 

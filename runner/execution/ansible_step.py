@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from runner.execution import fifos
+from runner.execution.accelerate import is_noise
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.extravars import unsafe_yaml
 from runner.execution.processes import MARKER
@@ -53,6 +54,7 @@ class PlaybookRun:
     check: bool = False
     diff: bool = False
     timeout: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # the strategy's settings (accelerate.Strategy.env)
 
 
 def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled: Callable[[], bool]) -> StepOutcome:
@@ -122,7 +124,7 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         cmdline=shlex.join(args),  # ansible-runner splits it again with shlex: paths may hold spaces
         forks=job.forks,
         envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
-                 "PATH": _path_with_ansible(), MARKER: job.run_id},
+                 "PATH": _path_with_ansible(), MARKER: job.run_id, **job.env},
         ident="ansible",
         quiet=True,
         fact_cache_type="memory",
@@ -194,6 +196,8 @@ class _EventSink:
         self.failed: OSError | None = None  # the first write that failed (a full disk): nothing more is kept
 
     def handle(self, event: dict[str, Any]) -> bool:
+        if is_noise(event.get("stdout") or ""):
+            return False
         text = self.scrub.text(event.get("stdout") or "")
         if text:
             self._keep(self.stdout, text + "\n")

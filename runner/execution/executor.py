@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-from runner.execution import ansiblecfg
+from runner.execution import accelerate, ansiblecfg
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
@@ -159,6 +159,10 @@ class Execution:
         if self.playbooks:
             ansible_bin("ansible-playbook")  # missing: refused here, before any record is written
         self._check_workers()
+        if ws.accelerate == "mitogen" and runbook.accelerate:
+            _plugins, why_not = accelerate.availability()
+            if why_not:
+                raise InvalidError(f'accelerate = "mitogen" in runbook.toml, but {why_not}: nothing was run')
 
     def _check_workers(self) -> None:
         """Every worker named (--worker, the runbook, its steps) exists in runbook.toml: exit 3 before anything runs."""
@@ -460,6 +464,8 @@ class Execution:
         if timeout is not None and timeout <= 0:
             return StepOutcome("timed_out", message="the run's timeout expired before this step")
         kept, secret = self._extravars(record, step, extra)
+        worker = self._worker(step)
+        strategy = self._strategy(step, step_record, worker)
         job = PlaybookRun(
             run_id=record.id,
             folder=step_record.folder(self.store.run_dir(record.id)),
@@ -468,8 +474,8 @@ class Execution:
             inventory=self.inventory, limit=limit, forks=self._forks(),
             ansible_cfg=self.store.run_dir(record.id) / "ansible.cfg",
             kept_vars=kept, secret_vars=secret, check=self.request.check, diff=self.request.diff, timeout=timeout,
+            env=strategy.env,
         )
-        worker = self._worker(step)
         step_record.worker = worker.name if worker else ""
         if worker is None:
             outcome = run_playbook(job, self.scrub, self.progress, lambda: self.canceled)
@@ -480,6 +486,21 @@ class Execution:
         if outcome.status in ("canceled", "timed_out"):
             sweep(record.id)
         return outcome
+
+    def _strategy(self, step: Step, step_record: StepRecord, worker: WorkerConfig | None) -> accelerate.Strategy:
+        """The step's strategy, kept in its record; one line says why when `auto` could not accelerate.
+        On a worker, Ansible's own: the node needs only ansible-runner and ansible-core."""
+        mode = self.ws.accelerate
+        if worker is not None:
+            strategy = accelerate.Strategy(accelerate.ANSIBLE, f"runs on worker {worker.name!r}")
+            step_record.strategy, step_record.strategy_reason = strategy.name, strategy.reason
+            return strategy
+        strategy = accelerate.choose(mode, self.runbook.accelerate, self.playbooks[step.playbook or ""], self.inventory,
+                                     self.ws.roles_dir, "timeout" in self.ws.config.ansible_cfg.get("defaults", {}))
+        if step_record.strategy != strategy.name and strategy.notice:
+            self.progress.note(f"  {step.name}: on Ansible's own strategy: {strategy.reason}")
+        step_record.strategy, step_record.strategy_reason = strategy.name, strategy.reason
+        return strategy
 
     def _timeout(self, step: Step) -> float | None:
         limits = [float(step.timeout)] if step.timeout else []

@@ -73,6 +73,9 @@ class StepRecord:
     signoffs: list[Signoff] = field(default_factory=list)
     message: str = ""
     handler: bool = False
+    # The Ansible strategy the playbook ran on (mitogen_linear: accelerated; linear: Ansible's own) and why not accelerated.
+    strategy: str = ""
+    strategy_reason: str = ""
     # What the playbook handed back with ansible's set_stats (e.g. capacity figures), kept for reports.
     data: dict[str, Any] = field(default_factory=dict)
     worker: str = ""  # the [workers.NAME] that ran this playbook step; "" when it ran on the controller

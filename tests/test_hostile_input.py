@@ -172,4 +172,4 @@ def test_a_hostile_params_file_is_refused_with_its_line(tmp_path: Path) -> None:
 def test_a_value_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     ws = workspace(tmp_path / "ws", "pattern", PATTERN + STEPS)
     word = os.fsdecode(b"a\xff")  # what Python makes of argv bytes that are not UTF-8
-    assert_refused(bounded(ws, "run", "pattern", "-p", f"word={word}"), "parameters.word: 'a\\udcff' is not UTF-8 text")
+    assert_refused(bounded(ws, "run", "pattern", "-p", f"word={word}"), "parameters.word: 'a\\udcff' is not valid UTF-8 text")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 
 from conftest import REPO, copy_workspace, runbook
 
@@ -32,8 +33,9 @@ def test_health_check_passes_on_localhost_and_is_recorded(tmp_path: Path, state_
     record = json.loads(done.stdout)
     assert record["status"] == "succeeded" and record["exit_code"] == 0
     assert record["operator"] == "alice" and record["trigger"] == "cli"
-    assert record["version"] == "1.0.0"
     import hashlib
+
+    assert record["version"] == yaml.safe_load((ws / "runbooks/health-check.yml").read_text())["version"]
 
     assert record["runbook_sha256"] == hashlib.sha256((ws / "runbooks/health-check.yml").read_bytes()).hexdigest()
     assert record["playbooks"]["health_check.yml"] == hashlib.sha256((ws / "playbooks/health_check.yml").read_bytes()).hexdigest()

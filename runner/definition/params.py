@@ -78,7 +78,7 @@ def _convert(param: Parameter, raw: Any) -> Any:
         try:
             raw.encode("utf-8")
         except UnicodeEncodeError:  # bytes of argv that were not UTF-8 come as lone surrogates
-            raise ValueError(f"{_show(param, raw)} is not UTF-8 text") from None
+            raise ValueError(f"{_show(param, raw)} is not valid UTF-8 text") from None
     if kind in ("string", "secret"):
         if isinstance(raw, (dict, list)) or raw is None:
             raise ValueError(f"{_show(param, raw)} is not a string")

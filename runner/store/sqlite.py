@@ -112,6 +112,10 @@ class SqliteStore(BaseStore):
     def has_history(self) -> bool:
         return self.path.exists()
 
+    def new_run_id(self, runbook: str) -> str:
+        self.db  # noqa: B018 - open the index before this run's folder exists: a new index is not damage
+        return super().new_run_id(runbook)
+
     # -- connection ----------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:

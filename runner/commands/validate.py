@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.execution.ansiblebin import ansible_bin
 from runner.errors import InvalidError, Problem
-from runner.definition.loader import check_runbook
+from runner.definition.loader import load_valid
 from runner.definition.model import Runbook
 from runner.definition.workspace import Workspace
 
@@ -16,14 +16,9 @@ from runner.definition.workspace import Workspace
 def validate(ws: Workspace, names: list[str], syntax_check: bool = True) -> int:
     """Schema, references, defaults and ansible-playbook --syntax-check; every problem at once, exit 3."""
     paths = [ws.runbook_path(n) for n in names] if names else ws.runbook_files()
-    problems: list[Problem] = []
-    valid: list[Runbook] = []
-    for path in paths:
-        runbook, found = check_runbook(path, ws.display(path))
-        problems += found
-        if runbook is not None:
-            problems += reference_problems(ws, runbook)
-            valid.append(runbook)
+    valid, problems = load_valid(paths, ws.display)
+    for runbook in valid:
+        problems += reference_problems(ws, runbook)
     if syntax_check:
         problems += syntax_problems(ws, sorted({p for r in valid for p in r.playbooks}))
     for problem in problems:

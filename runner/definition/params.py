@@ -55,8 +55,8 @@ def compile_pattern(pattern: str) -> Any:
 
 def coerce(param: Parameter, raw: Any) -> Any:
     """`raw` (text from the CLI or a typed YAML value) as the parameter's type; ValueError says why not."""
+    _check_text(param, raw)
     value = _convert(param, raw)
-    _check_text(param, value)
     _check_constraints(param, value)
     return value
 
@@ -66,7 +66,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _check_text(param: Parameter, value: Any) -> None:
     """Bytes that are not UTF-8 (read from argv or the environment as lone surrogates) have no text form
-    Ansible could receive literally: refused rather than altered."""
+    Ansible could receive literally: refused rather than altered, before any type check could word the
+    refusal differently."""
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, str) and _SURROGATE.search(item):
             raise ValueError(f"{_show(param, item)} is not valid UTF-8 text")
@@ -74,11 +75,6 @@ def _check_text(param: Parameter, value: Any) -> None:
 
 def _convert(param: Parameter, raw: Any) -> Any:
     kind = param.type
-    if isinstance(raw, str):
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:  # bytes of argv that were not UTF-8 come as lone surrogates
-            raise ValueError(f"{_show(param, raw)} is not valid UTF-8 text") from None
     if kind in ("string", "secret"):
         if isinstance(raw, (dict, list)) or raw is None:
             raise ValueError(f"{_show(param, raw)} is not a string")

@@ -116,6 +116,10 @@ class SqliteStore(BaseStore):
         self.db  # noqa: B018 - open the index before this run's folder exists: a new index is not damage
         return super().new_run_id(runbook)
 
+    def save(self, record: RunRecord) -> None:
+        self.db  # noqa: B018 - likewise for a record saved without new_run_id (imports, seeded histories)
+        super().save(record)
+
     # -- connection ----------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:

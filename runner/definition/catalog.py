@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InvalidError
-from runner.store.files import make_private_dir, write_private
 from runner.definition.workspace import Workspace
-from runner.definition.yamlfile import load_document, read_limited, refusal
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -34,6 +33,8 @@ def read_entry(path: Path, display: str | None = None) -> Entry:
     """The header of the runbook at `path`; a file that cannot be read as YAML gives an entry whose
     `error` is a `file:line: message` problem, as `runbook validate` would word it."""
     import yaml  # only for files the cache does not know: a cached listing needs no parser
+
+    from runner.definition.yamlfile import load_document, read_limited, refusal
 
     filename = display or str(path)
     try:
@@ -102,6 +103,8 @@ def _cached_entries(ws: Workspace) -> list[Entry]:
         fresh[key] = [stamp, entry.to_dict() | {"error": entry.error}]
         found.append(entry)
     if fresh != cache:
+        from runner.store.files import make_private_dir, write_private
+
         try:
             make_private_dir(cache_file.parent)
             write_private(cache_file, json.dumps(fresh).encode())

@@ -58,7 +58,7 @@ class PlaybookRun:
 
 
 def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled: Callable[[], bool]) -> StepOutcome:
-    _no_pause_on_pty_close()
+    _tune_pexpect()
     folder = make_private_dir(job.folder)
     var_files = [write_extravars(folder, job.kept_vars)]
     with scratch_dir(job.run_id) as scratch, secrets_channel(scratch, job.secret_vars) as secret_file:
@@ -156,22 +156,60 @@ def _keep_command(command: list[str], cwd: str, folder: Path, scrub: Scrubber) -
     write_private(folder / "command.json", scrub.json(kept, indent=2).encode())
 
 
-def _no_pause_on_pty_close() -> None:
-    """ansible-runner closes ansible-playbook's pty only once the process has exited, so ptyprocess's
-    0.1 s pause after close (meant for children still running) is pure wait: 7% of a short playbook."""
-    import ptyprocess
+def _tune_pexpect() -> None:
+    """ansible-runner's pexpect, without two habits that cost a playbook step time for nothing (it only
+    reads the output through `logfile_read` and waits for ansible-playbook's exit):
 
-    cls: Any = ptyprocess.PtyProcess
-    if getattr(cls, "_runbook_no_pause", False):
-        return
-    original = cls.__init__
+    - ptyprocess pauses 0.1 s after closing the pty (meant for children still running), but
+      ansible-runner closes it only once ansible-playbook has exited: 7% of a short playbook;
+    - pexpect keeps everything the child printed since its last pattern match in `_before`, and
+      copies all of it into `before` at every 0.25 s poll that times out. ansible-runner's patterns
+      (password prompts) never match in a non-interactive run, so that is the step's whole output
+      held in memory and copied again and again: 0.6 s of CPU on 2,000 hosts, quadratic in a long
+      verbose step. ansible-runner never reads `before`: it is not kept.
 
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.delayafterclose = 0.0
+    Only ansible_runner.runner sees the change (its `pexpect` name), not other users of pexpect."""
+    import types
 
-    cls.__init__ = init
-    cls._runbook_no_pause = True
+    import ansible_runner.runner as runner_module
+    import pexpect
+
+    if isinstance(runner_module.pexpect, types.ModuleType) and runner_module.pexpect is not pexpect:
+        return  # already tuned
+
+    class Spawn(pexpect.spawn):  # type: ignore[misc]
+        _before = property(lambda self: _NOTHING_KEPT, lambda self, value: None)
+
+        def close(self, force: bool = True) -> None:
+            self.ptyproc.delayafterclose = 0.0
+            super().close(force)
+
+    tuned = types.ModuleType("pexpect")
+    tuned.__dict__.update(vars(pexpect))
+    tuned.spawn = Spawn  # type: ignore[attr-defined]
+    runner_module.pexpect = tuned
+
+
+class _NothingKept:
+    """What pexpect's `_before` buffer becomes: it takes every write and keeps none."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def getvalue(self) -> str:
+        return ""
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self) -> str:
+        return ""
+
+
+_NOTHING_KEPT = _NothingKept()
 
 
 def _path_with_ansible() -> str:

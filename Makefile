@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLEET  ?= fleet
 HOSTS  ?= 4
 
-.PHONY: install run test test-deps fleet fleet-down fleet-repo db db-down bench bench-fleet lint clean screenshots
+.PHONY: install run test test-linear test-deps fleet fleet-down fleet-repo db db-down bench bench-fleet lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-deps:
 
 test: install test-deps
 	$(BIN)/python -m pytest
+
+# The library's fleet tests once more with the accelerator off: every step on Ansible's own `linear`,
+# as a runbook with `accelerate: false` or a site with `accelerate = "none"` runs them (.ci/run runs it).
+test-linear: install test-deps
+	RUNBOOK_ACCELERATE=none $(BIN)/python -m pytest tests/test_library_*.py
 
 # A fleet of isolated SSH hosts for trying runbooks on realistic machines (needs root).
 fleet: install test-deps

@@ -1,17 +1,20 @@
 """Turn a fleet host into an execution node: ansible-runner and ansible-core installed into a venv in
 the host's own overlay (copied from this interpreter's installed distributions, offline), then the
-machine's /work (the checkout) and the controller's state hidden from it by a tmpfs mounted in the
-host's own mount namespace. The node needs neither the checkout nor `runbook`."""
+checkout and the controller's state hidden from it by a tmpfs mounted in the host's own mount
+namespace (a checkout under /tmp is hidden already: each host has its own /tmp). The node needs neither the checkout nor `runbook`."""
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sysconfig
+import tempfile
 from importlib.metadata import Distribution, distribution
 from pathlib import Path
 from typing import Any, Callable
 
 NODE_VENV = "/opt/runbook-node"
+CHECKOUT = shlex.quote(str(Path(__file__).resolve().parent.parent))
 NODE_PYTHON = "/usr/bin/python3"  # the host's own Python (the same minor as the controller's here)
 SCRIPTS = {
     "ansible-runner": "ansible_runner.__main__",
@@ -52,9 +55,10 @@ def top_levels(dists: list[Distribution]) -> list[str]:
     return sorted(entries)
 
 
-def install_script(dists: list[Distribution]) -> str:
-    """The shell commands, run as root on the node, that install the venv and hide the checkout."""
-    site = sysconfig.get_paths()["purelib"]
+def install_script(dists: list[Distribution], site: str | None = None) -> str:
+    """The shell commands, run as root on the node, that install the venv (copying the distributions
+    from `site`, default this interpreter's site-packages) and hide the checkout."""
+    site = site or sysconfig.get_paths()["purelib"]
     target = f"{NODE_VENV}/lib/python3.11/site-packages"
     copies = " ".join(shlex.quote(f"{site}/{entry}") for entry in top_levels(dists))
     lines = [
@@ -68,15 +72,32 @@ def install_script(dists: list[Distribution]) -> str:
         lines.append(f"chmod 755 {NODE_VENV}/bin/{script}")
     # From here on, nothing of the checkout (nor the controller's venv) is visible on the node, and
     # its home and /var/tmp start empty (they are where Ansible writes), so a search can read them whole.
-    lines += ["mount -t tmpfs -o mode=0755 hidden /work", "mount -t tmpfs -o mode=0700 home /root",
+    lines += ["if [ -d /work ]; then mount -t tmpfs -o mode=0755 hidden /work; fi",
+              f"if [ -d {CHECKOUT} ]; then mount -t tmpfs -o mode=0755 hidden {CHECKOUT}; fi",
+              "mount -t tmpfs -o mode=0700 home /root",
               "mount -t tmpfs -o mode=1777 vartmp /var/tmp", "mkdir -m 0700 /root/.ssh"]
     return "\n".join(lines)
 
 
-UNDO = f"umount /work /root /var/tmp; rm -rf {NODE_VENV}"
+UNDO = f"umount {CHECKOUT} /work /root /var/tmp; rm -rf {NODE_VENV}"
 
 
 def make_node(run_on: Callable[[str], Any]) -> str:
-    """Install the node through `run_on(shell command)`; returns the path of its ansible-runner."""
-    run_on(install_script(closure(["ansible-runner", "ansible-core"])))
+    """Install the node through `run_on(shell command)`; returns the path of its ansible-runner.
+
+    Each fleet host has its own tmpfs on /tmp, so a checkout (and its venv) under /tmp is not visible
+    there: the distributions are staged in /var/tmp, which the hosts see through their overlay."""
+    dists = closure(["ansible-runner", "ansible-core"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    staging = Path(tempfile.mkdtemp(prefix="runbook-node-", dir="/var/tmp"))
+    try:
+        for entry in top_levels(dists):
+            source = site / entry
+            if source.is_dir():
+                shutil.copytree(source, staging / entry, symlinks=True)
+            else:
+                shutil.copy2(source, staging / entry)
+        run_on(install_script(dists, str(staging)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return f"{NODE_VENV}/bin/ansible-runner"

@@ -174,7 +174,7 @@ def _tune_pexpect() -> None:
     import ansible_runner.runner as runner_module
     import pexpect
 
-    if isinstance(runner_module.pexpect, types.ModuleType) and runner_module.pexpect is not pexpect:
+    if runner_module.pexpect is not pexpect:
         return  # already tuned
 
     class Spawn(pexpect.spawn):  # type: ignore[misc]

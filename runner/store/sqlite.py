@@ -112,12 +112,10 @@ class SqliteStore(BaseStore):
     def has_history(self) -> bool:
         return self.path.exists()
 
-    def new_run_id(self, runbook: str) -> str:
-        self.db  # noqa: B018 - open the index before this run's folder exists: a new index is not damage
-        return super().new_run_id(runbook)
-
     def save(self, record: RunRecord) -> None:
-        self.db  # noqa: B018 - likewise for a record saved without new_run_id (imports, seeded histories)
+        # Open the index before the first run.json exists (every one is written here): a new index next
+        # to its own first record is not a damaged one to rebuild.
+        self.db  # noqa: B018
         super().save(record)
 
     # -- connection ----------------------------------------------------------------------------

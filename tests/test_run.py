@@ -238,3 +238,28 @@ def test_make_run_job_works_from_repo_layout(tmp_path: Path, state_dir: Path) ->
     assert done.returncode == 0, done.stderr
     rows = runbook("-w", str(REPO), "history", "-n", "5")
     assert "health-check" in rows.stdout and "succeeded" in rows.stdout
+
+
+def test_installed_ansible_runner_plugins_never_see_a_run(tmp_path: Path, state_dir: Path) -> None:
+    """An `ansible_runner.plugins` entry point would get every event and the step's environment
+    before runbook scrubs them: runbook loads none, even when one is installed."""
+    site = tmp_path / "site"
+    (site / "spy_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "spy_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: spy-plugin\nVersion: 1.0\n")
+    (site / "spy_plugin-1.0.dist-info" / "entry_points.txt").write_text("[ansible_runner.plugins]\nspy = spy_plugin\n")
+    seen = tmp_path / "seen"
+    (site / "spy_plugin.py").write_text(
+        "def _note(kind):\n"
+        f"    with open({str(seen)!r}, 'a') as f:\n"
+        "        f.write(kind + '\\n')\n"
+        "def status_handler(config, data):\n    _note('status')\n"
+        "def event_handler(config, data):\n    _note('event')\n")
+    env = {"PYTHONPATH": str(site)}
+    # The plugin is installed for real: ansible-runner's own import finds it.
+    found = subprocess.run([sys.executable, "-c", "import ansible_runner; print(sorted(ansible_runner.plugins))"],
+                           env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == "['spy']", found.stderr
+    ws = copy_workspace("repo", tmp_path / "ws")
+    done = runbook("run", "health-check", "-p", "max_load_per_cpu=1000", cwd=ws, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not seen.exists(), seen.read_text()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from runner.definition.workspace import WorkerConfig
-from runner.execution.ansible_step import PlaybookRun, StepOutcome, _EventSink
+from runner.execution.ansible_step import PlaybookRun, StepOutcome, _EventSink, enter_ansible_runner
 from runner.execution.extravars import unsafe_yaml
 from runner.execution.processes import MARKER
 from runner.execution.progress import Progress
@@ -237,6 +237,7 @@ class _Link:
 
     def run(self, job: PlaybookRun, staging: Path, kwargs: dict[str, Any], sink: _EventSink,
             canceled: Callable[[], bool], progress: Progress) -> StepOutcome:
+        enter_ansible_runner()  # no installed ansible-runner plugin sees the node's events either
         import ansible_runner.streaming  # noqa: F401  once, here: importing it in two threads at once races
 
         job_zip = _zip_job(staging, {"env/extravars": unsafe_yaml({**job.kept_vars, **job.secret_vars})})

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable
 
-from runner.definition.cron import crontab_problem, parse_cron
 from runner.definition.durations import parse_duration
 from runner.errors import InvalidError, Problem
 from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
@@ -242,6 +241,8 @@ def _template_problems(doc: Document, where: KeyPath, value: Any) -> list[Proble
 
 
 def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
+    from runner.definition.cron import crontab_problem, parse_cron  # only runbooks with a schedule need it
+
     problems = []
     if isinstance(entry.get("cron"), str):
         try:

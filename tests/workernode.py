@@ -1,7 +1,8 @@
 """Turn a fleet host into an execution node: ansible-runner and ansible-core installed into a venv in
 the host's own overlay (copied from this interpreter's installed distributions, offline), then the
 checkout and the controller's state hidden from it by a tmpfs mounted in the host's own mount
-namespace (a checkout under /tmp is hidden already: each host has its own /tmp). The node needs neither the checkout nor `runbook`."""
+namespace (a checkout under /tmp is hidden already: each host has its own /tmp). The node needs
+neither the checkout nor `runbook`."""
 from __future__ import annotations
 
 import re
@@ -55,10 +56,9 @@ def top_levels(dists: list[Distribution]) -> list[str]:
     return sorted(entries)
 
 
-def install_script(dists: list[Distribution], site: str | None = None) -> str:
+def install_script(dists: list[Distribution], site: str) -> str:
     """The shell commands, run as root on the node, that install the venv (copying the distributions
-    from `site`, default this interpreter's site-packages) and hide the checkout."""
-    site = site or sysconfig.get_paths()["purelib"]
+    from `site`, a folder the node can see) and hide the checkout."""
     target = f"{NODE_VENV}/lib/python3.11/site-packages"
     copies = " ".join(shlex.quote(f"{site}/{entry}") for entry in top_levels(dists))
     lines = [

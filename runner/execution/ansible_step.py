@@ -197,9 +197,8 @@ def _tune_pexpect() -> None:
     - pexpect reads at most 2,000 bytes at a time and sleeps after every read. Each event travels
       in-band (a few KB of base64), so a big step's output came in thousands of small reads, each
       followed by a sleep that lasts 0.5 ms on a busy machine; meanwhile ansible-playbook blocks
-      on the full pty. Reads are 64 KiB, without the sleep: 2,000 hosts went from 1.10x to 1.05x of
-      plain ansible-playbook;
-
+      on the full pty. Reads are 64 KiB, without the sleep: 2,000 hosts went from 1.097x to 1.053x
+      of plain ansible-playbook (3 paired runs);
     - ptyprocess pauses 0.1 s after closing the pty (meant for children still running), but
       ansible-runner closes it only once ansible-playbook has exited: 7% of a short playbook;
     - pexpect keeps everything the child printed since its last pattern match in `_before`, and

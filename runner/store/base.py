@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from runner.errors import ExitCode, RunbookError, UsageError
 from runner.store.files import make_private_dir, write_private
+from runner.store.ids import is_run_id_of, new_run_id
 from runner.store.records import RunRecord, now
 
 # The one definition of "newest": run ids sort by start time (see new_run_id), so every rule that
@@ -77,17 +77,6 @@ STEP_COLUMNS = ("run_id", "idx", "name", "type", "status", "started_at", "ended_
                 "ok", "changed", "failed", "unreachable", "skipped")
 HOST_COLUMNS = ("run_id", "step_idx", "host", "ok", "changed", "failed", "unreachable", "skipped", "message")
 
-_last_stamp = 0
-
-
-def new_stamp() -> str:
-    """UTC start time to the microsecond, strictly increasing within this process, so that ids sort by
-    start time even for runs started in the same second (and by one process in the same microsecond)."""
-    global _last_stamp
-    micros = max(time.time_ns() // 1000, _last_stamp + 1)
-    _last_stamp = micros
-    seconds, fraction = divmod(micros, 1_000_000)
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
 
 
 def process_start_time(pid: int) -> int | None:
@@ -125,11 +114,13 @@ class Store(ABC):
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def new_run_id(self, runbook: str) -> str:
+    def new_run_id(self, runbook: str, prefer: str | None = None) -> str:
+        """A new run's id, its folder made; `prefer`: the id given ahead (ids.new_run_id), if still free."""
         make_private_dir(self.root)  # refuses a state dir someone else could change
         make_private_dir(self.runs_dir)
         while True:
-            run_id = f"{new_stamp()}-{runbook}-{secrets.token_hex(2)}"
+            run_id = prefer if prefer is not None and is_run_id_of(prefer, runbook) else new_run_id(runbook)
+            prefer = None
             try:
                 self.run_dir(run_id).mkdir(mode=0o700)
                 return run_id

@@ -13,9 +13,10 @@ from typing import Any, Iterator
 from runner.errors import RunbookError
 from runner.store.base import (
     RUN_COLUMNS, SCHEMA_VERSION, HistoryRow, ReadOnlyError, Store as BaseStore, chain_hash, folder_ids,
-    new_stamp, process_start_time, writable,
+    process_start_time, writable,
 )
 from runner.store.files import make_private_dir
+from runner.store.ids import new_stamp
 from runner.store.records import RunRecord
 
 __all__ = ["SqliteStore", "Store", "HistoryRow", "process_start_time", "new_stamp"]

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from runner.cli import main
+from runner.main import main
 
 main()

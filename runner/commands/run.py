@@ -41,7 +41,9 @@ def run(
     verbose: bool = False,
     junit: str | None = None,
     worker: str | None = None,
+    run_id: str | None = None,
 ) -> int:
+    """`run_id`: the id the run was given ahead (execution/ahead.py), used if still free."""
     from runner.execution.executor import Execution, RunRequest  # imports ansible_runner lazily below it
     from runner.store.backends import open_store
 
@@ -63,7 +65,7 @@ def run(
     request = RunRequest(
         params=params, operator=identity.operator(), trigger=trigger or identity.default_trigger(),
         inventory=inventory, limit=limit, check=check, diff=diff, forks=forks,
-        ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait, worker=worker,
+        ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait, worker=worker, run_id=run_id,
     )
     execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose))
     if interactive and runbook.kind == "maintenance" and not check and not yes:

@@ -191,71 +191,15 @@ def _keep_command(command: list[str], cwd: str, folder: Path, scrub: Scrubber) -
 
 
 def _tune_pexpect() -> None:
-    """ansible-runner's pexpect, without three habits that cost a playbook step time for nothing (it
-    only reads the output through `logfile_read` and waits for ansible-playbook's exit):
-
-    - pexpect reads at most 2,000 bytes at a time and sleeps after every read. Each event travels
-      in-band (a few KB of base64), so a big step's output came in thousands of small reads, each
-      followed by a sleep that lasts 0.5 ms on a busy machine; meanwhile ansible-playbook blocks
-      on the full pty. Reads are 64 KiB, without the sleep: 2,000 hosts went from 1.097x to 1.053x
-      of plain ansible-playbook (3 paired runs);
-    - ptyprocess pauses 0.1 s after closing the pty (meant for children still running), but
-      ansible-runner closes it only once ansible-playbook has exited: 7% of a short playbook;
-    - pexpect keeps everything the child printed since its last pattern match in `_before`, and
-      copies all of it into `before` at every 0.25 s poll that times out. ansible-runner's patterns
-      (password prompts) never match in a non-interactive run, so that is the step's whole output
-      held in memory and copied again and again: 0.6 s of CPU on 2,000 hosts, quadratic in a long
-      verbose step. ansible-runner never reads `before`: it is not kept.
-
-    Only ansible_runner.runner sees the change (its `pexpect` name), not other users of pexpect."""
-    import types
-
+    """ansible-runner's pexpect, with our spawn (spawn.py); only ansible_runner.runner sees the change
+    (its `pexpect` name), not other users of pexpect."""
     import ansible_runner.runner as runner_module
     import pexpect
 
-    if runner_module.pexpect is not pexpect:
-        return  # already tuned
+    from runner.execution import spawn
 
-    class Spawn(pexpect.spawn):  # type: ignore[misc]
-        _before = property(lambda self: _NOTHING_KEPT, lambda self, value: None)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **dict(kwargs, maxread=_READ_SIZE))
-            self.delayafterread = None
-
-        def close(self, force: bool = True) -> None:
-            self.ptyproc.delayafterclose = 0.0
-            super().close(force)
-
-    tuned = types.ModuleType("pexpect")
-    tuned.__dict__.update(vars(pexpect))
-    tuned.spawn = Spawn  # type: ignore[attr-defined]
-    runner_module.pexpect = tuned
-
-
-_READ_SIZE = 65536  # what one read of ansible-playbook's output takes at most
-
-
-class _NothingKept:
-    """What pexpect's `_before` buffer becomes: it takes every write and keeps none."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def getvalue(self) -> str:
-        return ""
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def read(self) -> str:
-        return ""
-
-
-_NOTHING_KEPT = _NothingKept()
+    if runner_module.pexpect is pexpect:
+        runner_module.pexpect = spawn.tuned_pexpect()
 
 
 def _path_with_ansible() -> str:

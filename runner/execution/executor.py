@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-from runner.execution import accelerate, ansiblecfg
+from runner.execution import accelerate, ahead, ansiblecfg
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
@@ -48,6 +48,7 @@ class RunRequest:
     interactive: bool = False
     wait_lock: float | None = None
     worker: str | None = None  # --worker: every playbook step runs there
+    run_id: str | None = None  # the id given ahead, with an interpreter for the first step (ahead.py)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class Execution:
         self._check_max_hosts()
         run_id, started = "", False
         try:
-            run_id = self.store.new_run_id(self.runbook.name)
+            run_id = self.store.new_run_id(self.runbook.name, prefer=self.request.run_id)
             record = self._new_record(run_id)
             with self._locked(record):
                 self.store.hold_liveness(run_id)
@@ -197,6 +198,7 @@ class Execution:
                 shutil.rmtree(self.store.run_dir(run_id), ignore_errors=True)
             raise self._no_space(exc, run_id if started else "") or exc
         finally:
+            ahead.discard()  # no step took it
             self.store.close()
 
     def resume(self, record: RunRecord, action: ResumeAction) -> RunRecord:
@@ -337,6 +339,8 @@ class Execution:
         detail = f"playbook {step.playbook}" if step.playbook else step.type
         worker = self._worker(step) if step.type == "playbook" else None
         detail += f" on worker {worker.name}" if worker else ""
+        if step.type != "playbook" or worker is not None:
+            ahead.discard()  # only a playbook run here takes the interpreter started ahead
         self.progress.step_started(step_record, total, detail + (" (resumed)" if action else ""))
         if step.type == "playbook":
             self._playbook_with_retries(record, step, step_record, extra or {})

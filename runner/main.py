@@ -12,13 +12,20 @@ _VALUED = {"-p", "--param", "--params-file", "-i", "--inventory", "-l", "--limit
 
 def main() -> None:
     name = runbook_to_run(sys.argv[1:])
-    if name is not None:
-        from runner.execution import ahead
+    if name is None:
+        from runner.cli import main as cli_main
 
-        ahead.start(name)
-    from runner.cli import main as cli_main
+        cli_main()
+        return
+    from runner.execution import ahead
 
-    cli_main()
+    ahead.start(name)
+    try:
+        from runner.cli import main as cli_main
+
+        cli_main()
+    finally:
+        ahead.discard()  # not taken: a usage error before the run, say
 
 
 def runbook_to_run(args: list[str]) -> str | None:

@@ -118,9 +118,14 @@ def test_no_interpreter_outlives_a_run_that_did_not_take_it(tmp_path: Path, stat
     refused = runbook("run", "needs-param", "-i", "local", cwd=ws)
     assert refused.returncode == 3, refused.stderr
     leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and p not in before
-                 and b"launcher.py" in _cmdline(p)]
+                 and b"launcher.py" in _cmdline(p) and b"-needs-param-" in _cmdline(p)]
     assert not leftovers
     assert not list(Path("/dev/shm").glob("runbook-*-needs-param-*"))
+    # A usage error (exit 2) stops it before the run command is even called.
+    folders = set(Path("/dev/shm").glob("runbook-*-two-steps-*"))
+    usage = runbook("run", "two-steps", "--no-such-option", cwd=ws)
+    assert usage.returncode == 2, usage.stderr
+    assert set(Path("/dev/shm").glob("runbook-*-two-steps-*")) == folders
 
 
 def _cmdline(proc: Path) -> bytes:

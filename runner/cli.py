@@ -106,15 +106,11 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
     Exit codes: 0 succeeded, 1 failed, 2 usage error, 3 invalid runbook or parameter (nothing run),
     4 hosts unreachable, 5 waiting at a manual step or approval, 6 locked, 124 timed out, 130 canceled.
     """
+    from runner.commands.run import run as run_runbook
     from runner.execution import ahead
 
-    run_id = ahead.run_id_for(name)  # its first step's interpreter, started by runner/main.py
-    try:
-        from runner.commands.run import run as run_runbook
-
-        return run_runbook(_workspace(ctx), name, list(params), run_id=run_id, **options)
-    finally:
-        ahead.discard()
+    run_id = ahead.run_id_for(name)  # its first step's interpreter, started (and discarded) by runner/main.py
+    return run_runbook(_workspace(ctx), name, list(params), run_id=run_id, **options)
 
 
 @cli.command()

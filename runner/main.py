@@ -25,7 +25,7 @@ def main() -> None:
 
         cli_main()
     finally:
-        ahead.discard()  # not taken: a usage error before the run, say
+        ahead.discard()  # no step took it: not a playbook first, a refused run, a usage error...
 
 
 def runbook_to_run(args: list[str]) -> str | None:

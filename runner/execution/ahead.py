@@ -9,26 +9,26 @@ the same pty, timeout, cancel and exit status, the same command (exec'd instead 
 place could differ). When the first step is not a playbook run here, or the run stops before it, the
 interpreter is killed. RUNBOOK_START_AHEAD=0 turns this off.
 
-Only os-level modules here: this runs before runbook has imported anything."""
+Only os-level modules here (and launcher.py and store/ids.py, as light): this runs before runbook has
+imported anything."""
 from __future__ import annotations
 
 import os
 import sys
 
-_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
+from runner.execution import launcher
+from runner.store.ids import MARKER, is_run_id_of, new_run_id
+
 # Only these of runbook's environment reach the interpreter before the step's own environment does: what
 # Python and the preloaded modules read as they start (launcher.py), and where to find programs. The
 # run's marker makes it one of the run's processes for cancel, timeouts and the reaper (processes.py).
 _ENV = ("PATH", "HOME", "TERM", "TMPDIR")
-_ENV_PREFIXES = ("PYTHON", "LC_", "LANG", "TZ", "CRYPTOGRAPHY_")
-_MARKER = "RUNBOOK_RUN_MARKER"  # processes.MARKER
 _SCRATCH = "/dev/shm"  # a scratch folder like scratch.py's: named for the run, owned through an flock
 
 
 class Ahead:
-    def __init__(self, pid: int, fd: int, run_id: str, script: str, folder: str, owner: int) -> None:
-        self.pid, self.fd, self.run_id, self.script = pid, fd, run_id, script
-        self.folder, self.owner = folder, owner
+    def __init__(self, pid: int, fd: int, run_id: str, folder: str, owner: int) -> None:
+        self.pid, self.fd, self.run_id, self.folder, self.owner = pid, fd, run_id, folder, owner
         self.fifo = os.path.join(folder, "command")
 
     def remove_folder(self) -> None:
@@ -72,30 +72,26 @@ def start(runbook: str) -> None:
     interpreter = _python_of(script)
     if interpreter is None or not os.access(_SCRATCH, os.W_OK | os.X_OK):
         return
-    from runner.store.ids import new_run_id
-
     run_id = new_run_id(runbook)
     try:
         folder, owner = _scratch_folder(run_id)
     except OSError:
         return
     fifo = os.path.join(folder, "command")
-    env = {k: v for k, v in os.environ.items() if k in _ENV or k.startswith(_ENV_PREFIXES)}
-    env[_MARKER] = run_id
-    argv = [*interpreter, _LAUNCHER, fifo, str(os.getpid()), script]
+    env = {k: v for k, v in os.environ.items() if k in _ENV or k.startswith(launcher.STARTUP_VARIABLES)}
+    env[MARKER] = run_id
+    argv = [*interpreter, os.path.abspath(launcher.__file__), fifo, str(os.getpid()), script]
     try:
         os.mkfifo(fifo, 0o600)
         pid, fd = _spawn_in_pty(argv, env, folder)
     except OSError:
-        Ahead(0, -1, run_id, script, folder, owner).remove_folder()
+        Ahead(0, -1, run_id, folder, owner).remove_folder()
         return
-    _ahead = Ahead(pid, fd, run_id, script, folder, owner)
+    _ahead = Ahead(pid, fd, run_id, folder, owner)
 
 
 def run_id_for(runbook: str) -> str | None:
     """The id of the run the interpreter was started for, if that is a run of `runbook`."""
-    from runner.store.ids import is_run_id_of
-
     return _ahead.run_id if _ahead is not None and is_run_id_of(_ahead.run_id, runbook) else None
 
 

@@ -17,7 +17,7 @@ from runner.execution import fifos
 from runner.execution.accelerate import is_noise
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.extravars import unsafe_yaml
-from runner.execution.processes import MARKER
+from runner.store.ids import MARKER
 from runner.execution.progress import Progress
 from runner.execution.scratch import scratch_dir
 from runner.store.records import HostResult

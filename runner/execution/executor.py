@@ -198,7 +198,6 @@ class Execution:
                 shutil.rmtree(self.store.run_dir(run_id), ignore_errors=True)
             raise self._no_space(exc, run_id if started else "") or exc
         finally:
-            ahead.discard()  # no step took it
             self.store.close()
 
     def resume(self, record: RunRecord, action: ResumeAction) -> RunRecord:

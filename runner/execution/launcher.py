@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping  # not typing: runbook imports this module before anything else
 
 # Environment variables read when the interpreter or one of the modules below starts: a command whose
 # environment differs in any of them is exec'd, never run here.
@@ -54,7 +54,7 @@ def main() -> None:
     if command is None:
         os._exit(0)  # runbook had no step for it
     _die_with_parent(0)  # from here on, a process like any ansible-playbook runbook starts
-    argv, env, cwd = command["argv"], command["env"], command["cwd"]
+    argv, env, cwd = command
     os.chdir(cwd)
     import shutil
 
@@ -129,8 +129,9 @@ def _preload() -> None:
                 pass
 
 
-def _receive(fifo: str) -> dict[str, Any] | None:
-    """The command runbook writes to the pipe (JSON), or None when it closes the pipe without one."""
+def _receive(fifo: str) -> tuple[list[str], dict[str, str], str] | None:
+    """The command runbook writes to the pipe (JSON: argv, env, cwd), or None when it closes the pipe
+    without one."""
     import json
 
     fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)  # blocks until runbook opens the other end
@@ -145,8 +146,9 @@ def _receive(fifo: str) -> dict[str, Any] | None:
         os.close(fd)
     if not chunks:
         return None
-    command: dict[str, Any] = json.loads(b"".join(chunks))
-    return command
+    command = json.loads(b"".join(chunks))
+    return ([str(a) for a in command["argv"]], {str(k): str(v) for k, v in command["env"].items()},
+            str(command["cwd"]))
 
 
 if __name__ == "__main__":

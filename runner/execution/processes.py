@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 from runner.execution.scratch import discard_orphans
-
-MARKER = "RUNBOOK_RUN_MARKER"
+from runner.store.ids import MARKER
 
 
 def marked(run_id: str) -> list[int]:

@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 from runner.definition.workspace import WorkerConfig
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, _EventSink, enter_ansible_runner
 from runner.execution.extravars import unsafe_yaml
-from runner.execution.processes import MARKER
+from runner.store.ids import MARKER
 from runner.execution.progress import Progress
 from runner.store.files import make_private_dir, write_private
 from runner.store.redact import Scrubber

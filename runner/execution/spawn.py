@@ -14,7 +14,7 @@ import pexpect
 import ptyprocess
 
 from runner.execution import ahead
-from runner.execution.processes import MARKER
+from runner.store.ids import MARKER
 
 _READ_SIZE = 65536  # what one read of ansible-playbook's output takes at most
 _HANDOVER_SECONDS = 10.0  # how long the first step waits for the interpreter to take its command

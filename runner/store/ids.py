@@ -1,10 +1,14 @@
 """Run ids: `20261130T161114.310518Z-health-check-5c40`, the UTC start time to the microsecond, the
-runbook's name and 16 random bits. Ids sort by start time; light enough to import before anything else
+runbook's name and 16 random bits, and the marker that carries them in a run's processes. Ids sort by start time; light enough to import before anything else
 (`runbook run` names its run before it loads the runbook, see execution/ahead.py)."""
 from __future__ import annotations
 
 import os
 import time
+
+# The environment variable that makes a process one of run <id>'s (execution/processes.py): set on every
+# process a run starts, from the interpreter started ahead (execution/ahead.py) to ansible-playbook's.
+MARKER = "RUNBOOK_RUN_MARKER"
 
 _last_stamp = 0
 

@@ -1,6 +1,7 @@
 """One playbook step through ansible-runner: extra vars marked unsafe, secrets through a named pipe that
-ansible-playbook reads once, events received in-band and scrubbed before anything is kept. Nothing
-unscrubbed and no environment ever reaches a file, even while the step runs."""
+ansible-playbook reads once, events received through another pipe (or in-band on the pty) and scrubbed
+before anything is kept. Nothing unscrubbed and no environment ever reaches a file, even while the step
+runs."""
 from __future__ import annotations
 
 import gzip
@@ -8,6 +9,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +30,12 @@ if TYPE_CHECKING:
     from ansible_runner.config.runner import RunnerConfig
     from ansible_runner.runner import Runner
 
-# Our stdout callback (awx_display with events in-band) and the folder ansible-playbook finds it in.
+# Our stdout callback (awx_display with events sent to us, never to files), the folder ansible-playbook
+# finds it in, and the variable that names the pipe it sends them through (read there, not imported).
 _CALLBACK = "runbook_events"
 _CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
+_EVENTS_PIPE = "RUNBOOK_EVENTS_PIPE"
+_IDENT = "ansible"  # ansible-runner's name for the invocation: its artifacts folder, the events' runner_ident
 
 
 @dataclass
@@ -70,9 +75,10 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
             var_files.append(secret_file)
         events = _EventSink(folder, scrub, progress)
         try:
-            # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
-            status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle,
-                                      lambda: canceled() or events.failed is not None)
+            with fifos.receiving(scratch / "events", events.receive) as pipe:
+                # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
+                status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle,
+                                          lambda: canceled() or events.failed is not None, {_EVENTS_PIPE: str(pipe)})
         finally:
             events.close()
     if events.failed is not None:
@@ -111,7 +117,8 @@ def cmdline(job: PlaybookRun, var_files: list[Path]) -> list[str]:
 
 
 def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubber,
-                 handle: Callable[[dict[str, Any]], bool], canceled: Callable[[], bool]) -> tuple[str, int | None]:
+                 handle: Callable[[dict[str, Any]], bool], canceled: Callable[[], bool],
+                 channel: Mapping[str, str]) -> tuple[str, int | None]:
     """ansible-playbook under ansible-runner; returns ansible-runner's status and the exit code."""
     Runner, RunnerConfig = _ansible_runner()
 
@@ -128,8 +135,8 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         cmdline=shlex.join(args),  # ansible-runner splits it again with shlex: paths may hold spaces
         forks=job.forks,
         envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
-                 "PATH": _path_with_ansible(), MARKER: job.run_id, **job.env},
-        ident="ansible",
+                 "PATH": _path_with_ansible(), MARKER: job.run_id, **channel, **job.env},
+        ident=_IDENT,
         quiet=True,
         fact_cache_type="memory",
         rotate_artifacts=0,
@@ -209,9 +216,15 @@ def _path_with_ansible() -> str:
 
 
 class _EventSink:
-    """Receives ansible-runner events: progress, a scrubbed stdout log and one compressed events file."""
+    """Receives a step's events: progress, a scrubbed stdout log and one compressed events file. They come
+    from two threads: the callback's own (`receive`, one JSON line each) and ansible-runner's (`handle`: text
+    on the pty outside any event, and every event when the callback found no pipe). Each is kept whole,
+    numbered in the order kept, as ansible-runner numbers its events (counter, start_line, end_line)."""
 
     def __init__(self, folder: Path, scrub: Scrubber, progress: Progress) -> None:
+        self.lock = threading.Lock()
+        self.counter = 0
+        self.line = 0
         self.scrub = scrub
         self.progress = progress
         self.stdout = open_private(folder / "stdout", "a")
@@ -221,11 +234,39 @@ class _EventSink:
         self.messages: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
-        self.failed: OSError | None = None  # the first write that failed (a full disk): nothing more is kept
+        self.failed: Exception | None = None  # the first write that failed (a full disk): nothing more is kept
 
     def handle(self, event: dict[str, Any]) -> bool:
+        """ansible-runner's event handler: an event it decoded from the pty, its stdout already stripped."""
+        self._accept(event, int(event.get("end_line") or 0) - int(event.get("start_line") or 0))
+        return False  # already kept: ansible-runner must not write one file per event
+
+    def receive(self, line: bytes) -> None:
+        """One event from the callback's pipe, with the whole text displayed for it."""
+        try:
+            event = json.loads(line)
+        except ValueError:  # not from our callback: kept as the text it is
+            event = {"event": "verbose", "stdout": line.decode("utf-8", "replace")}
+        if not isinstance(event, dict):
+            event = {"event": "verbose", "stdout": str(event)}
+        text = str(event.get("stdout") or "")
+        event["stdout"] = text.rstrip("\r\n")
+        event["runner_ident"] = _IDENT
+        try:
+            self._accept(event, text.count("\n"))
+        except Exception as exc:  # a bug here must not stop the reading: it stops the playbook instead
+            self.failed = self.failed or exc
+
+    def _accept(self, event: dict[str, Any], lines: int) -> None:
+        with self.lock:
+            self.counter += 1
+            event.update(counter=self.counter, start_line=self.line, end_line=self.line + lines)
+            self.line += lines
+            self._keep_event(event)
+
+    def _keep_event(self, event: dict[str, Any]) -> None:
         if is_noise(event.get("stdout") or ""):
-            return False
+            return
         text = self.scrub.text(event.get("stdout") or "")
         if text:
             self._keep(self.stdout, text + "\n")
@@ -233,7 +274,6 @@ class _EventSink:
             self.progress.ansible_output(text)
         self._keep(self.events, self.scrub.json(event) + "\n")
         self._track(event.get("event", ""), event.get("event_data") or {})
-        return False  # already kept: ansible-runner must not write one file per event
 
     def _keep(self, handle: Any, text: str) -> None:
         if self.failed is not None:

@@ -3,10 +3,12 @@ never rests in a file, so a killed run leaves an empty pipe behind, never its co
 from __future__ import annotations
 
 import os
+import select
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 _JOIN_SECONDS = 5.0
 
@@ -79,5 +81,77 @@ def _drain(fd: int) -> None:
             pass
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def receiving(path: Path, deliver: Callable[[bytes], None]) -> Iterator[Path]:
+    """A pipe at `path` whose writer sends lines: a thread hands each one to `deliver` (without its newline)
+    as it comes, in reads of up to 64 KiB. A writer's open never blocks. On exit, once the writer has
+    exited, the lines already written are delivered; processes that merely inherited the write end (a
+    killed playbook's workers) are not waited for. A `deliver` that raises gets nothing more, while the
+    pipe keeps being drained so that no writer blocks on it; the error is raised on exit."""
+    os.mkfifo(path, 0o600)
+    read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    keep_open = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # no end-of-file before exit, whoever comes and goes
+    stop = threading.Event()
+    errors: list[Exception] = []
+    reader = threading.Thread(target=_read_lines, args=(read_end, deliver, stop, errors),
+                              name="runbook-fifo-lines", daemon=True)
+    reader.start()
+    try:
+        yield path
+    finally:
+        os.close(keep_open)
+        stop.set()  # the reader takes what the pipe holds, then stops
+        reader.join()
+        path.unlink(missing_ok=True)
+    if errors:
+        raise errors[0]
+
+
+def _read_lines(fd: int, deliver: Callable[[bytes], None] | None, stop: threading.Event,
+                errors: list[Exception]) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    pending: list[bytes] = []  # the start of a line not yet ended, in pieces: joined once it ends
+    give_up = 0.0  # once stopping: a writer still alive (the step raised) is read for 2 s at most
+    try:
+        while True:
+            finishing = stop.is_set()
+            if finishing and not give_up:
+                give_up = time.monotonic() + 2.0
+            elif finishing and time.monotonic() > give_up:
+                break
+            if not poller.poll(0 if finishing else 100):
+                if finishing:
+                    break
+                continue
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                if finishing:
+                    break
+                continue
+            if not chunk:
+                break  # every writer has gone, this side's own included
+            *lines, rest = chunk.split(b"\n")
+            if lines:
+                lines[0] = b"".join(pending + [lines[0]])
+                pending = []
+            if rest:
+                pending.append(rest)
+            for line in lines:
+                if deliver is not None and line:
+                    try:
+                        deliver(line)
+                    except Exception as exc:  # noqa: BLE001  raised on exit; the pipe must keep draining
+                        errors.append(exc)
+                        deliver = None
+        if deliver is not None and pending:
+            deliver(b"".join(pending))
+    except Exception as exc:  # noqa: BLE001
+        errors.append(exc)
     finally:
         os.close(fd)

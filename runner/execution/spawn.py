@@ -48,8 +48,9 @@ class Spawn(pexpect.spawn):  # type: ignore[misc]
     """pexpect's spawn without three habits that cost a playbook step time for nothing (ansible-runner
     only reads the output through `logfile_read` and waits for ansible-playbook's exit):
 
-    - pexpect reads at most 2,000 bytes at a time and sleeps after every read. Each event travels
-      in-band (a few KB of base64), so a big step's output came in thousands of small reads, each
+    - pexpect reads at most 2,000 bytes at a time and sleeps after every read. Each event travelled
+      in-band then (a few KB of base64; now only when the events pipe is missing, see
+      callback_plugins/runbook_events.py), so a big step's output came in thousands of small reads, each
       followed by a sleep that lasts 0.5 ms on a busy machine; meanwhile ansible-playbook blocks
       on the full pty. Reads are 64 KiB, without the sleep: 2,000 hosts went from 1.097x to 1.053x
       of plain ansible-playbook (3 paired runs);

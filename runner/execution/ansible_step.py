@@ -234,7 +234,7 @@ class _EventSink:
         self.messages: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
-        self.failed: Exception | None = None  # the first write that failed (a full disk): nothing more is kept
+        self.failed: Exception | None = None  # the first event that could not be kept (a full disk): no more are
 
     def handle(self, event: dict[str, Any]) -> bool:
         """ansible-runner's event handler: an event it decoded from the pty, its stdout already stripped."""

@@ -78,7 +78,7 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
             with fifos.receiving(scratch / "events", events.receive) as pipe:
                 # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
                 status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle,
-                                          lambda: canceled() or events.failed is not None, {_EVENTS_PIPE: str(pipe)})
+                                          lambda: canceled() or events.failed is not None, pipe)
         finally:
             events.close()
     if events.failed is not None:
@@ -118,7 +118,7 @@ def cmdline(job: PlaybookRun, var_files: list[Path]) -> list[str]:
 
 def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubber,
                  handle: Callable[[dict[str, Any]], bool], canceled: Callable[[], bool],
-                 channel: Mapping[str, str]) -> tuple[str, int | None]:
+                 events_pipe: Path) -> tuple[str, int | None]:
     """ansible-playbook under ansible-runner; returns ansible-runner's status and the exit code."""
     Runner, RunnerConfig = _ansible_runner()
 
@@ -135,7 +135,7 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         cmdline=shlex.join(args),  # ansible-runner splits it again with shlex: paths may hold spaces
         forks=job.forks,
         envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
-                 "PATH": _path_with_ansible(), MARKER: job.run_id, **channel, **job.env},
+                 "PATH": _path_with_ansible(), MARKER: job.run_id, _EVENTS_PIPE: str(events_pipe), **job.env},
         ident=_IDENT,
         quiet=True,
         fact_cache_type="memory",

@@ -59,30 +59,8 @@ def _release_writer(path: Path) -> None:
 def discarding(path: Path) -> Iterator[Path]:
     """A pipe at `path` whose writer's bytes are read and thrown away: for a file ansible-runner insists
     on writing (`command`, with the whole environment) that must never reach a disk."""
-    os.mkfifo(path, 0o600)
-    read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    os.set_blocking(read_end, True)
-    # Held open until exit: the reader sees end-of-file only after the last writer, this one, has gone,
-    # and a writer's open never blocks.
-    keep_open = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    drain = threading.Thread(target=_drain, args=(read_end,), name="runbook-fifo-drain", daemon=True)
-    drain.start()
-    try:
-        yield path
-    finally:
-        os.close(keep_open)
-        drain.join(_JOIN_SECONDS)
-        path.unlink(missing_ok=True)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 1 << 16):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with receiving(path, lambda _line: None) as pipe:
+        yield pipe
 
 
 @contextmanager

@@ -42,7 +42,7 @@ DOCUMENTATION = """
       - Set as stdout callback by runbook
 """
 
-PIPE_VARIABLE = "RUNBOOK_EVENTS_PIPE"
+PIPE_VARIABLE = "RUNBOOK_EVENTS_PIPE"  # set by runbook (ansible_step._EVENTS_PIPE), which cannot import this module
 
 _awx: Any = callback_loader.get("awx_display", class_only=True)
 if _awx is None:

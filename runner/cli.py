@@ -232,6 +232,24 @@ def schedule_status(ctx: click.Context, as_json: bool) -> int:
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--year", type=click.IntRange(1900, 2999), help="The year to show (default: this year).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def calendar(ctx: click.Context, name: str, year: int | None, as_json: bool) -> int:
+    """A business-day calendar of runbook.toml ([calendars.NAME]): the year's days off with their names.
+
+    Public holidays (substitute holidays included), company days off (`extra`, MM-DD every year) and
+    closures from `dates_file`; `+YYYY-MM-DD` lines there are working days whatever else says. Schedule
+    entries with `calendar: NAME` fire on business days only (`on_holiday: skip`), or move to the next or
+    previous business day (`next` / `previous`).
+    """
+    from runner.commands.calendar import show_calendar
+
+    return show_calendar(_workspace(ctx), name, year, as_json)
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.option("--status", type=click.Choice(_STATUSES), help="Only runs with this status.")
 @click.option("--since", metavar="DUR", help="Only runs started within DUR (e.g. 7d).")

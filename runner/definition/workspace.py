@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from runner.definition.calendars import Calendar, parse_calendars
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
@@ -46,6 +47,7 @@ class Config:
     workers: Mapping[str, WorkerConfig] = field(default_factory=dict)
     store_url: str | None = None  # [store] url: the team's PostgreSQL (RUNBOOK_DATABASE_URL overrides it)
     accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
+    calendars: Mapping[str, Calendar] = field(default_factory=dict)  # [calendars.NAME]: business days
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def load_config(path: Path) -> Config:
     if not path.is_file():
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise InvalidError(f"{path}: invalid TOML: {reason}") from None
@@ -205,6 +208,8 @@ def load_config(path: Path) -> Config:
         problems.append(Problem(path.name, None, "ansible_cfg", "expected tables like [ansible_cfg.defaults]"))
     workers, worker_problems = _workers(data.get("workers", {}), path.name)
     problems += worker_problems
+    calendars, calendar_problems = parse_calendars(data.get("calendars", {}), path.parent, path.name, text)
+    problems += calendar_problems
     store = data.get("store", {})
     if not isinstance(store, dict):
         store = {}
@@ -234,6 +239,7 @@ def load_config(path: Path) -> Config:
         workers=workers,
         store_url=store_url,
         accelerate=str(accelerate),
+        calendars=calendars,
     )
 
 

@@ -1,0 +1,128 @@
+"""Business-day calendars: real dates of the Japanese calendar through the `holidays` library, the
+company days off, the dates file, and `runbook calendar`."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import runbook
+from runner.definition.calendars import Calendar
+from runner.definition.cron import parse_cron
+from runner.definition.workspace import load_config
+from runner.errors import InvalidError
+from runner.schedule.due import Rule, due_times, is_due, previous_due, skip_reason
+
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+YEAR_END = frozenset({(12, 29), (12, 30), (12, 31), (1, 2), (1, 3)})
+JP = Calendar("jp-business", "JP", YEAR_END)
+
+CONFIG = """\
+[calendars.jp-business]
+holidays = "JP"
+extra = ["12-29", "12-30", "12-31", "01-02", "01-03"]
+dates_file = "calendars/jp-business.txt"
+weekend = ["sat", "sun"]
+"""
+
+
+def _days(times: list[dt.datetime]) -> list[str]:
+    return [t.strftime("%Y-%m-%d %H:%M") for t in times]
+
+
+def test_daily_job_skips_weekend_and_coming_of_age_day() -> None:
+    rule = Rule(cron=parse_cron("0 9 * * *"), calendar=JP)
+    got = due_times(rule, dt.datetime(2027, 1, 8, tzinfo=JST), 3)
+    assert _days(got) == ["2027-01-08 09:00", "2027-01-12 09:00", "2027-01-13 09:00"]  # 1/11 is 成人の日
+
+
+def test_last_business_day_of_each_month() -> None:
+    rule = Rule(business_day=-1, at=dt.time(22, 0), calendar=JP)
+    got = due_times(rule, dt.datetime(2027, 1, 8, tzinfo=JST), 3)
+    assert _days(got) == ["2027-01-29 22:00", "2027-02-26 22:00", "2027-03-31 22:00"]
+
+
+def test_nth_business_day_counts_from_either_end() -> None:
+    first = due_times(Rule(business_day=1, at=dt.time(8, 30), calendar=JP), dt.datetime(2026, 12, 1, tzinfo=JST), 2)
+    assert _days(first) == ["2026-12-01 08:30", "2027-01-04 08:30"]  # 1/1 holiday, 1/2-1/3 company days off
+    third_last = due_times(Rule(business_day=-3, at=dt.time(8, 0), calendar=JP), dt.datetime(2027, 3, 1, tzinfo=JST), 1)
+    assert _days(third_last) == ["2027-03-29 08:00"]
+
+
+def test_monday_job_moves_to_the_next_business_day() -> None:
+    rule = Rule(cron=parse_cron("0 9 * * mon"), calendar=JP, on_holiday="next")
+    got = due_times(rule, dt.datetime(2027, 1, 8, tzinfo=JST), 2)
+    assert _days(got) == ["2027-01-12 09:00", "2027-01-18 09:00"]
+    assert is_due(rule, dt.datetime(2027, 1, 12, 9, 0, tzinfo=JST))
+    assert not is_due(rule, dt.datetime(2027, 1, 11, 9, 0, tzinfo=JST))
+    previous = Rule(cron=parse_cron("0 9 * * mon"), calendar=JP, on_holiday="previous")
+    assert _days(due_times(previous, dt.datetime(2027, 1, 8, tzinfo=JST), 1)) == ["2027-01-08 09:00"]
+
+
+def test_company_days_off_are_skipped_and_a_plus_date_is_a_working_day() -> None:
+    rule = Rule(cron=parse_cron("0 9 * * *"), calendar=JP)
+    got = due_times(rule, dt.datetime(2026, 12, 28, tzinfo=JST), 2)
+    assert _days(got) == ["2026-12-28 09:00", "2027-01-04 09:00"]  # 12/29..1/3 off (1/1 a holiday too)
+    saturday = dt.date(2027, 1, 9)
+    opened = Calendar("jp", "JP", YEAR_END, working=frozenset({saturday}))
+    got = due_times(Rule(cron=parse_cron("0 9 * * *"), calendar=opened), dt.datetime(2027, 1, 9, tzinfo=JST), 1)
+    assert _days(got) == ["2027-01-09 09:00"]
+
+
+def test_skip_reason_names_the_holiday_and_the_next_due_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LANG", "ja")
+    rule = Rule(cron=parse_cron("0 9 * * *"), calendar=Calendar("jp-business", "JP", YEAR_END))
+    reason = skip_reason(rule, dt.datetime(2027, 1, 11, 9, 0, tzinfo=JST))
+    assert reason == "2027-01-11 is 成人の日 in calendar jp-business: skipped; next due 2027-01-12 09:00"
+    assert skip_reason(rule, dt.datetime(2027, 1, 12, 9, 0, tzinfo=JST)) is None
+
+
+def test_previous_due_looks_back_across_days_off() -> None:
+    rule = Rule(cron=parse_cron("0 9 * * *"), calendar=JP)
+    assert previous_due(rule, dt.datetime(2027, 1, 4, 8, 0, tzinfo=JST)) == dt.datetime(2026, 12, 28, 9, 0, tzinfo=JST)
+
+
+def test_config_errors_name_file_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "runbook.toml").write_text(
+        '[calendars.jp]\nholidays = "XX"\nextra = ["13-01"]\nweekend = ["saturday"]\ndates_file = "days.txt"\n')
+    (tmp_path / "days.txt").write_text("2027-01-05\n2027-02-30\n")
+    with pytest.raises(InvalidError) as caught:
+        load_config(tmp_path / "runbook.toml")
+    shown = [str(p) for p in caught.value.problems]
+    assert any(s.startswith("runbook.toml:2: calendars.jp.holidays: 'XX' is not a country code") for s in shown), shown
+    assert "runbook.toml:3: calendars.jp.extra: '13-01' is not a date MM-DD" in shown
+    assert any(s.startswith("runbook.toml:4: calendars.jp.weekend:") for s in shown)
+    assert any(s.startswith("days.txt:2: '2027-02-30' is not YYYY-MM-DD") for s in shown), shown
+
+
+def _workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "runbooks").mkdir(parents=True)
+    (ws / "calendars").mkdir()
+    (ws / "runbook.toml").write_text(CONFIG)
+    (ws / "calendars" / "jp-business.txt").write_text("# one-off closure, and a Saturday opened\n2027-08-13\n+2027-01-09\n")
+    return ws
+
+
+def test_calendar_command_lists_the_days_off_with_names(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    done = runbook("-w", str(ws), "calendar", "jp-business", "--year", "2027", env={"RUNBOOK_LANG": "ja"})
+    assert done.returncode == 0, done.stderr
+    assert "2027-01-11  mon  成人の日" in done.stdout
+    assert "2027-03-22  mon  振替休日" in done.stdout
+    assert "2027-12-29  wed  company day off" in done.stdout and "2027-08-13  fri  closure" in done.stdout
+    assert "2027-01-09" not in done.stdout and "working days by the dates file: 2027-01-09" in done.stderr
+    data = json.loads(runbook("-w", str(ws), "calendar", "jp-business", "--year", "2027", "--json",
+                              env={"RUNBOOK_LANG": "en"}).stdout)
+    assert {"date": "2027-01-11", "weekday": "mon", "reason": "Coming of Age Day"} in data["days_off"]
+
+
+def test_calendar_command_warns_past_the_holiday_data(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    done = runbook("-w", str(ws), "calendar", "jp-business", "--year", "2100")
+    assert done.returncode == 0
+    assert "the holiday data for JP ends in 2099" in done.stderr
+    unknown = runbook("-w", str(ws), "calendar", "nope")
+    assert unknown.returncode == 2 and "no calendar 'nope'" in unknown.stderr and "jp-business" in unknown.stderr

@@ -126,3 +126,53 @@ def test_calendar_command_warns_past_the_holiday_data(tmp_path: Path) -> None:
     assert "the holiday data for JP ends in 2099" in done.stderr
     unknown = runbook("-w", str(ws), "calendar", "nope")
     assert unknown.returncode == 2 and "no calendar 'nope'" in unknown.stderr and "jp-business" in unknown.stderr
+
+
+NOTE_RUNBOOK = """\
+apiVersion: runbook/v1
+name: month-end
+title: Month-end close check
+version: 1.0.0
+kind: operation
+owner: ops
+steps:
+  - name: note
+    manual: Check the month-end batch finished.
+schedule:
+{entries}
+"""
+
+
+def _validate(ws: Path, entries: str) -> tuple[int, str]:
+    (ws / "runbooks" / "month-end.yml").write_text(NOTE_RUNBOOK.format(entries=entries))
+    done = runbook("-w", str(ws), "validate", "month-end")
+    return done.returncode, done.stderr
+
+
+def test_validate_accepts_calendar_entries(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    code, stderr = _validate(ws, '  - cron: "0 9 * * *"\n    calendar: jp-business\n    on_holiday: next\n'
+                                 '  - monthly: last-business-day\n    at: "22:00"\n    calendar: jp-business\n'
+                                 '  - business-day: -3\n    at: "08:00"\n    calendar: jp-business\n')
+    assert code == 0, stderr
+
+
+def test_validate_refuses_unknown_calendars_and_entries_that_never_fire(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    code, stderr = _validate(ws, '  - cron: "0 9 * * *"\n    calendar: nope\n'
+                                 '  - cron: "0 9 * * sun"\n    calendar: jp-business\n')  # Sundays are off
+    assert code == 3
+    assert ("runbooks/month-end.yml:12: schedule[0].calendar: no calendar 'nope' in runbook.toml [calendars] "
+            "(known: jp-business)") in stderr
+    assert "runbooks/month-end.yml:14: schedule[1].calendar: never fires" in stderr
+
+
+def test_validate_refuses_malformed_calendar_entries_with_file_and_line(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    code, stderr = _validate(ws, '  - monthly: last-business-day\n    calendar: jp-business\n'
+                                 '  - cron: "0 9 * * *"\n    on_holiday: next\n'
+                                 '  - cron: "0 9 * * *"\n    monthly: last-business-day\n')
+    assert code == 3
+    assert 'runbooks/month-end.yml:11: schedule[0]: monthly needs `at: "HH:MM"`' in stderr
+    assert "runbooks/month-end.yml:14: schedule[1].on_holiday: needs `calendar:`" in stderr
+    assert "runbooks/month-end.yml:15: schedule[2]: cron and monthly exclude each other" in stderr

@@ -77,6 +77,28 @@ def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
                 ws.inventory_path(name)
             except InvalidError as exc:
                 problems.append(Problem(file, runbook.lines.get(where), where, str(exc)))
+    return problems + schedule_calendar_problems(ws, runbook)
+
+
+def schedule_calendar_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
+    """Unknown calendars and entries that never fire by theirs; a warning (stderr) where the holiday
+    data of a calendar ends before next year is out."""
+    if not any(s.calendar for s in runbook.schedule):
+        return []
+    import datetime as dt
+
+    from runner.schedule.due import calendar_problems, data_end_warning
+
+    now = dt.datetime.now().astimezone()
+    problems = []
+    for index, entry in enumerate(runbook.schedule):
+        where = f"schedule[{index}].calendar"
+        line = runbook.lines.get(where) or runbook.lines.get(f"schedule[{index}]")
+        problems += [Problem(ws.display(runbook.path), line, where, text)
+                     for text in calendar_problems(entry, ws.config.calendars, now)]
+        warning = None if problems else data_end_warning(entry, ws.config.calendars, now)
+        if warning:
+            print(f"{ws.display(runbook.path)}: {where}: warning: {warning}", file=sys.stderr)
     return problems
 
 

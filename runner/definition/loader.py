@@ -243,7 +243,7 @@ def _template_problems(doc: Document, where: KeyPath, value: Any) -> list[Proble
 def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
     from runner.definition.cron import crontab_problem, parse_cron  # only runbooks with a schedule need it
 
-    problems = []
+    problems = _timing_problems(doc, where, entry)
     if isinstance(entry.get("cron"), str):
         try:
             parse_cron(entry["cron"])
@@ -269,6 +269,39 @@ def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], par
                 coerce(_parameter(str(name), spec, None), value)
             except (ValueError, TypeError) as exc:
                 problems.append(doc.problem(where + ("params", name), str(exc)))
+    return problems
+
+
+_MONTHLY = {"first-business-day": 1, "last-business-day": -1}
+
+
+def _schedule(entry: dict[str, Any]) -> Schedule:
+    business_day = _MONTHLY.get(entry.get("monthly", ""), entry.get("business-day"))
+    at = entry.get("at")
+    cron = entry.get("cron") or f"{int(str(at)[3:5])} {int(str(at)[:2])} * * *"  # a monthly entry fires daily at `at`
+    return Schedule(cron, MappingProxyType(dict(entry.get("params", {}))), entry.get("inventory"), entry.get("limit"),
+                    entry.get("calendar"), entry.get("on_holiday", "skip"), business_day, at)
+
+
+def _timing_problems(doc: Document, where: KeyPath, entry: dict[str, Any]) -> list[Problem]:
+    """Exactly one of cron / monthly / business-day; a monthly entry needs `at` and a calendar; `at`
+    and `on_holiday` only where they mean something."""
+    given = [k for k in ("cron", "monthly", "business-day") if k in entry]
+    if len(given) != 1:
+        text = "give one of cron, monthly or business-day" if not given else f"{' and '.join(given)} exclude each other"
+        return [doc.problem(where, text)]
+    problems = []
+    if given[0] == "cron":
+        problems += [doc.problem(where + ("at",), "only a monthly or business-day entry has `at` (cron has its time)")] \
+            if "at" in entry else []
+    else:
+        problems += [doc.problem(where, f"{given[0]} needs `at: \"HH:MM\"`")] if "at" not in entry else []
+        problems += [doc.problem(where, f"{given[0]} needs `calendar:` (a [calendars.NAME] of runbook.toml)")] \
+            if "calendar" not in entry else []
+        problems += [doc.problem(where + ("on_holiday",), "a business-day entry is always on a business day")] \
+            if "on_holiday" in entry else []
+    if "on_holiday" in entry and "calendar" not in entry and given[0] == "cron":
+        problems.append(doc.problem(where + ("on_holiday",), "needs `calendar:` (a [calendars.NAME] of runbook.toml)"))
     return problems
 
 
@@ -336,10 +369,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         ),
         steps=tuple(_step(doc, ("steps", i), s) for i, s in enumerate(d["steps"])),
         on_failure=tuple(_step(doc, ("on_failure", i), s) for i, s in enumerate(d.get("on_failure", []))),
-        schedule=tuple(
-            Schedule(s["cron"], MappingProxyType(dict(s.get("params", {}))), s.get("inventory"), s.get("limit"))
-            for s in d.get("schedule", [])
-        ),
+        schedule=tuple(_schedule(s) for s in d.get("schedule", [])),
         accelerate=d.get("accelerate", True),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
         worker=d.get("worker"),

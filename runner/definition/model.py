@@ -60,10 +60,26 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Schedule:
+    """One `schedule:` entry. `cron` is when cron fires it: the entry's own expression, or for a monthly
+    business-day entry the daily `at` time (the run then checks its calendar); `business_day` counts from
+    the start of the month (1 first) or its end (-1 last)."""
+
     cron: str
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     inventory: str | None = None
     limit: str | None = None
+    calendar: str | None = None
+    on_holiday: str = "skip"
+    business_day: int | None = None
+    at: str | None = None
+
+    @property
+    def timing(self) -> str:
+        """When it is due, as `schedule list` shows it."""
+        if self.business_day is not None:
+            which = {1: "first", -1: "last"}.get(self.business_day, str(self.business_day))
+            return f"{which} business day {self.at}"
+        return self.cron
 
 
 @dataclass(frozen=True)

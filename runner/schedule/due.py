@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runner.definition.calendars import Calendar
-from runner.definition.cron import CronExpr
+from runner.definition.cron import CronExpr, parse_cron
+from runner.definition.model import Schedule
 
 ON_HOLIDAY = ("skip", "next", "previous")
 MAX_SHIFT_DAYS = 40  # the longest run of days off a shift looks across (年末年始 plus a long weekend is ~10)
@@ -142,3 +144,33 @@ def nth_business_day(year: int, month: int, n: int, calendar: Calendar | None) -
         day += dt.timedelta(days=1)
     index = n - 1 if n > 0 else n
     return days[index] if -len(days) <= index < len(days) else None
+
+
+def rule_for(schedule: Schedule, calendars: Mapping[str, Calendar]) -> Rule:
+    """The timing of a `schedule:` entry with its calendar (KeyError: runbook.toml has no such calendar)."""
+    calendar = calendars[schedule.calendar] if schedule.calendar else None
+    if schedule.business_day is not None and schedule.at:
+        hour, minute = (int(part) for part in schedule.at.split(":"))
+        return Rule(business_day=schedule.business_day, at=dt.time(hour, minute), calendar=calendar)
+    return Rule(cron=parse_cron(schedule.cron), calendar=calendar, on_holiday=schedule.on_holiday)
+
+
+def calendar_problems(schedule: Schedule, calendars: Mapping[str, Calendar], now: dt.datetime) -> list[str]:
+    """What is wrong with an entry's calendar: unknown, or the entry can never fire by it."""
+    if schedule.calendar and schedule.calendar not in calendars:
+        known = ", ".join(sorted(calendars)) or "none"
+        return [f"no calendar {schedule.calendar!r} in runbook.toml [calendars] (known: {known})"]
+    if schedule.calendar and never_fires(rule_for(schedule, calendars), now):
+        return [f"never fires: no due time within three years by calendar {schedule.calendar}"]
+    return []
+
+
+def data_end_warning(schedule: Schedule, calendars: Mapping[str, Calendar], now: dt.datetime) -> str | None:
+    """A warning when the entry's calendar's holiday data ends before next year is over: past that year
+    public holidays would silently count as working days."""
+    calendar = calendars.get(schedule.calendar) if schedule.calendar else None
+    end = calendar.data_ends() if calendar else None
+    if calendar is None or end is None or now.year + 1 <= end:
+        return None
+    return (f"calendar {calendar.name}: the holiday data for {calendar.country} ends in {end}; "
+            f"after {end} public holidays are unknown and count as working days (upgrade the holidays package)")

@@ -272,6 +272,12 @@ def _schedule_problems(doc: Document, where: KeyPath, entry: dict[str, Any], par
     return problems
 
 
+def _schedule(entry: dict[str, Any]) -> Schedule:
+    """A schedule entry by keyword: every key the schema allows is a field of Schedule of the same name."""
+    values = {k: v for k, v in entry.items() if k != "params"}
+    return Schedule(**values, params=MappingProxyType(dict(entry.get("params", {}))))
+
+
 def _parameter(name: str, spec: dict[str, Any], line: int | None) -> Parameter:
     return Parameter(
         name=name,
@@ -336,10 +342,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         ),
         steps=tuple(_step(doc, ("steps", i), s) for i, s in enumerate(d["steps"])),
         on_failure=tuple(_step(doc, ("on_failure", i), s) for i, s in enumerate(d.get("on_failure", []))),
-        schedule=tuple(
-            Schedule(s["cron"], MappingProxyType(dict(s.get("params", {}))), s.get("inventory"), s.get("limit"))
-            for s in d.get("schedule", [])
-        ),
+        schedule=tuple(_schedule(s) for s in d.get("schedule", [])),
         accelerate=d.get("accelerate", True),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
         worker=d.get("worker"),

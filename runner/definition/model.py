@@ -60,10 +60,14 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Schedule:
+    """One `schedule:` entry; built by keyword from the YAML keys (loader `_schedule`), so a new key is one
+    field here, one in the JSON Schema and one check in runner/schedule/checks.py."""
+
     cron: str
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     inventory: str | None = None
     limit: str | None = None
+    waits: bool = False  # the runbook has manual or approval steps and each scheduled run may wait at them
 
 
 @dataclass(frozen=True)

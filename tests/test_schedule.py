@@ -638,3 +638,18 @@ def test_a_refused_firing_is_neither_missed_nor_healthy() -> None:
     later = CronRun("r10", "nightly", "succeeded", 0, at(2026, 3, 11, 2, 35))
     assert schedule.schedule_status(DAILY, since_monday, [later], NOW, refusals=[refusal]).problem is None
     assert firings.lock_holder("lock 'x' is held by run 2026-a.b_c, waiting at a manual step") == "2026-a.b_c"
+
+
+def test_cron_runs_reach_the_team_store_without_its_url_in_the_crontab(crontab: None, alien: Path, team_db: str,
+                                                                        state_dir: Path) -> None:
+    write_crontab("")
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0  # RUNBOOK_DATABASE_URL is set
+    text = read_crontab() or ""
+    url_file = state_dir / "schedule" / "database.url"
+    assert team_db not in text and f"RUNBOOK_DATABASE_URL_FILE={url_file} " in text
+    assert url_file.read_text().strip() == team_db and stat.S_IMODE(url_file.stat().st_mode) == 0o600
+
+    assert run_as_cron(block_lines(text, alien)[0]).returncode == 0  # cron's environment: no URL
+    runs = history(alien, "nightly-note")  # read from the team's database
+    assert [(r["trigger"], r["status"]) for r in runs] == [("cron", "succeeded")]
+    assert [e["install_state"] for e in _list(alien)] == ["yes", "yes"]

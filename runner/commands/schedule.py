@@ -14,7 +14,7 @@ from typing import Any
 
 from runner.schedule import checks, firings, schedule
 from runner.errors import ExitCode, InvalidError, Problem, RunbookError
-from runner.store.files import make_private_dir
+from runner.store.files import make_private_dir, write_private
 from runner.output import emit, emit_json, table
 from runner.schedule.schedule import CronRun, Entry, Installed
 from runner.store.backends import open_store
@@ -43,7 +43,9 @@ def list_schedules(ws: Workspace, as_json: bool) -> int:
 
 def install_schedules(ws: Workspace) -> int:
     before = _read_crontab()
-    wanted, _ = _wanted(ws, strict=True, crontab=before)
+    _wanted(ws, strict=True, crontab=before)  # refused before anything is written
+    _keep_store_url(ws)
+    wanted, _ = _wanted(ws, strict=False)
     after = schedule.install(before, ws.root, wanted, time.time())
     log = schedule.log_path(ws)
     if wanted:
@@ -62,6 +64,18 @@ def install_schedules(ws: Workspace) -> int:
               "start these entries until one runs (e.g. systemctl enable --now cron, or service cron start)",
               file=sys.stderr)
     return 0
+
+
+def _keep_store_url(ws: Workspace) -> None:
+    """RUNBOOK_DATABASE_URL in install's environment: cron's has none, so the lines name a 0600 file in the
+    state dir holding it (never the URL itself, which may carry a password); without it, no file is left."""
+    url = os.environ.get("RUNBOOK_DATABASE_URL")
+    path = schedule.store_url_path(ws)
+    if url and url != ws.config.store_url:
+        make_private_dir(path.parent)
+        write_private(path, url.encode() + b"\n")
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_schedules(ws: Workspace) -> int:

@@ -20,7 +20,7 @@ from runner.errors import InvalidError, Problem, RunbookError
 from runner.definition.loader import check_runbook
 from runner.definition.model import Runbook, Schedule
 from runner.definition.workspace import Workspace
-from runner.schedule.firings import ENTRY_VARIABLE, Refusal
+from runner.schedule.firings import ENTRY_VARIABLE, FOLDER as FIRINGS_FOLDER, Refusal
 
 GRACE_SECONDS = 600  # a cron run counts for a due time when it starts within this window after it
 LOG_NAME = "cron.log"
@@ -169,6 +169,11 @@ def log_path(ws: Workspace) -> Path:
     return ws.state_dir / "logs" / LOG_NAME
 
 
+def store_url_path(ws: Workspace) -> Path:
+    """Where `install` keeps RUNBOOK_DATABASE_URL for the crontab lines (0600: a URL may hold a password)."""
+    return ws.state_dir / FIRINGS_FOLDER / "database.url"
+
+
 def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Schedule, index: int = 0) -> str:
     """`schedule` (the runbook's schedule[index]) as a crontab line that works in cron's bare environment
     (PATH=/usr/bin:/bin, maybe no HOME, cwd $HOME): absolute paths only, the entry's index for the run to
@@ -178,6 +183,8 @@ def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Sch
     env = [f"PATH={shlex.quote(':'.join(dict.fromkeys([bin_dir, *_SYSTEM_PATH])))}", f"{ENTRY_VARIABLE}={index}"]
     if ws.state_dir != default_state_dir(ws):
         env.append(f"RUNBOOK_STATE_DIR={shlex.quote(str(ws.state_dir))}")
+    if store_url_path(ws).is_file():  # `install` saw RUNBOOK_DATABASE_URL: the runs go to the same store
+        env.append(f"RUNBOOK_DATABASE_URL_FILE={shlex.quote(str(store_url_path(ws)))}")
     argv = [*command, "-w", str(ws.root), "run", name, "--trigger", "cron", "--non-interactive", "--quiet"]
     if schedule.inventory:
         argv += ["-i", str(ws.inventory_path(schedule.inventory).absolute())]

@@ -640,6 +640,20 @@ def test_a_refused_firing_is_neither_missed_nor_healthy() -> None:
     assert firings.lock_holder("lock 'x' is held by run 2026-a.b_c, waiting at a manual step") == "2026-a.b_c"
 
 
+def test_refusals_are_kept_per_entry_and_a_name_that_is_no_runbook_keeps_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    for i in range(firings.KEEP + 3):
+        firings.record_refusal(state, "nightly", 1, firings.Refusal(float(i), 3, f"invalid {i}"))
+    kept = firings.refusals(state, "nightly", 1)
+    assert len(kept) == firings.KEEP and kept[-1].message == f"invalid {firings.KEEP + 2}"
+    assert firings.refusals(state, "nightly", 0) == []
+    firings.record_refusal(state, "../../escape", 0, firings.Refusal(1.0, 6, "x"))
+    assert sorted(p.name for p in (state / "schedule").iterdir()) == ["nightly.1.refusals.json"]
+    assert not (tmp_path / "escape.0.refusals.json").exists()
+    (state / "schedule" / "nightly.1.refusals.json").write_text('[{"at": "NaN", "exit_code": 6}, 7, {"at": 1}]')
+    assert firings.refusals(state, "nightly", 1) == []  # damaged: read as none, never trusted
+
+
 def test_cron_runs_reach_the_team_store_without_its_url_in_the_crontab(crontab: None, alien: Path, team_db: str,
                                                                         state_dir: Path) -> None:
     write_crontab("")

@@ -23,6 +23,7 @@ FOLDER = "schedule"
 KEEP = 20  # refusals kept per entry
 REFUSED_CODES = (3, 6, 7)  # invalid, locked, store unreachable: refused before anything ran
 _HOLDER = re.compile(r"held by run ([A-Za-z0-9._-]+)")
+_RUNBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # as the schema allows: never a path of its own
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,15 @@ def lock_holder(message: str) -> str:
 
 
 def _path(state_dir: Path, runbook: str, index: int) -> Path:
+    if not _RUNBOOK_NAME.fullmatch(runbook):
+        raise ValueError(f"{runbook!r} is not a runbook name")
     return state_dir / FOLDER / f"{runbook}.{index}.refusals.json"
 
 
 def record_refusal(state_dir: Path, runbook: str, index: int, refusal: Refusal) -> None:
+    """Keep `refusal` with the entry's newest ones; a name that is no runbook's (`run ../x`) keeps nothing."""
+    if not _RUNBOOK_NAME.fullmatch(runbook):
+        return
     folder = make_private_dir(state_dir / FOLDER)
     kept = refusals(state_dir, runbook, index)[-(KEEP - 1):]
     data = json.dumps([asdict(r) for r in [*kept, refusal]], indent=1)

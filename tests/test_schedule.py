@@ -115,7 +115,7 @@ def test_install_keeps_foreign_lines_byte_for_byte_and_twice_is_the_same(crontab
     venv_runbook = str(Path(sys.executable).parent / "runbook")
     for line in lines:
         assert f" {venv_runbook} -w {alien} run nightly-note " in line
-        assert "--trigger cron --non-interactive --quiet" in line
+        assert "--trigger cron -q " in line
         assert f"RUNBOOK_STATE_DIR={state_dir} " in line  # runs land where `runbook history` looks
         assert f">>{log} 2>&1" in line
     assert lines[0].startswith("30 2 * * * ") and lines[1].startswith("0 12 * * 1-5 ")
@@ -157,7 +157,7 @@ def test_an_overlapping_cron_run_hits_the_lock_exits_6_and_says_so_in_the_log(cr
         assert second.returncode == 0  # the shell's own status: the refusal is reported in the log
         log = (state_dir / "logs" / "cron.log").read_text()
         assert f"lock 'shared-lock' is held by run {running}" in log
-        assert "runbook cron: sleeper schedule[0] exit 6 at " in log
+        assert "runbook cron: sleeper exit 6 at " in log
         assert [r["id"] for r in history(alien, "sleeper")] == [running]  # the refused run left no record
         refusals = state_dir / "schedule" / "sleeper.0.refusals.json"
         assert stat.S_IMODE(refusals.stat().st_mode) == 0o600  # ...but the refusal is kept where status reads it
@@ -386,7 +386,7 @@ def test_a_line_cron_cannot_carry_is_refused_and_the_default_state_dir_needs_no_
     monkeypatch.delenv("RUNBOOK_STATE_DIR")
     default = open_workspace(str(alien))
     line = schedule.crontab_line(default, command, "nightly-note", Schedule("@daily", {"message": "x"}))
-    assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin RUNBOOK_SCHEDULE_ENTRY=0 "
+    assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin RUNBOOK_ENTRY=0 "
                            "/opt/venv/bin/runbook ")
     assert "RUNBOOK_STATE_DIR" not in line and f">>{alien}/.runbook/logs/cron.log 2>&1" in line
 

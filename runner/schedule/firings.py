@@ -1,6 +1,6 @@
 """Which schedule entry a cron firing belongs to, and what a firing that never became a run leaves behind.
 
-The crontab line of entry N sets RUNBOOK_SCHEDULE_ENTRY=N; the run records it (RunRecord.schedule_entry), so
+The crontab line of entry N sets RUNBOOK_ENTRY=N; the run records it (RunRecord.schedule_entry), so
 `schedule status` tells two entries of one runbook apart. A firing refused before its run started (a lock
 held, an invalid parameter, the team's store away) has no run record: it is kept as a small JSON file in the
 state dir, `schedule/<runbook>.<N>.refusals.json` (the newest few, 0600, written atomically), on the machine
@@ -18,7 +18,7 @@ from typing import Any
 
 from runner.store.files import make_private_dir, write_private
 
-ENTRY_VARIABLE = "RUNBOOK_SCHEDULE_ENTRY"
+ENTRY_VARIABLE = "RUNBOOK_ENTRY"  # short: a crontab command holds at most 998 bytes
 FOLDER = "schedule"
 KEEP = 20  # refusals kept per entry
 REFUSED_CODES = (3, 6, 7)  # invalid, locked, store unreachable: refused before anything ran

@@ -185,7 +185,8 @@ def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Sch
         env.append(f"RUNBOOK_STATE_DIR={shlex.quote(str(ws.state_dir))}")
     if store_url_path(ws).is_file():  # `install` saw RUNBOOK_DATABASE_URL: the runs go to the same store
         env.append(f"RUNBOOK_DATABASE_URL_FILE={shlex.quote(str(store_url_path(ws)))}")
-    argv = [*command, "-w", str(ws.root), "run", name, "--trigger", "cron", "--non-interactive", "--quiet"]
+    # No --non-interactive: cron gives no terminal, which implies it, and a crontab command holds 998 bytes.
+    argv = [*command, "-w", str(ws.root), "run", name, "--trigger", "cron", "-q"]
     if schedule.inventory:
         argv += ["-i", str(ws.inventory_path(schedule.inventory).absolute())]
     if schedule.limit:
@@ -194,8 +195,7 @@ def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Sch
         argv += ["-p", f"{key}={param_text(value)}"]
     log = shlex.quote(str(log_path(ws)))
     run = " ".join(env + [shlex.quote(a) for a in argv])
-    command_text = (f"umask 077; {{ {run} || echo \"runbook cron: {name} schedule[{index}] exit $? at "
-                    f"$(date -u +%FT%TZ)\"; }} "
+    command_text = (f"umask 077; {{ {run} || echo \"runbook cron: {name} exit $? at $(date -u +%FT%TZ)\"; }} "
                     f">>{log} 2>&1")
     escaped = escape_percent(command_text, name)
     if len(escaped.encode()) > _MAX_COMMAND:

@@ -530,7 +530,17 @@ def test_install_refuses_entries_that_would_not_run_unattended_naming_each(cront
     write_crontab("CHANGE_TOKEN=not-a-real-token-but-long-enough\n" + FOREIGN)
     again = runbook("-w", str(ws), "schedule", "install")
     assert again.returncode == 0, again.stderr
-    assert len(block_lines(read_crontab() or "", ws)) == 2
+    lines = block_lines(read_crontab() or "", ws)
+    assert len(lines) == 2
+
+    # Run without the crontab's CHANGE_TOKEN line: refused (exit 3) before anything ran, and status says why.
+    assert run_as_cron(lines[0]).returncode == 0 and history(ws) == []
+    status = runbook("-w", str(ws), "schedule", "status", "--json")
+    assert status.returncode == 1
+    first = json.loads(status.stdout)[0]
+    assert (first["problem"], first["last_refusal"]["exit_code"]) == ("refused", 3)
+    assert first["last_refusal"]["outcome"].startswith("refused: exit 3: runbooks/change.yml:")
+    assert "parameters.token: required parameter has no value" in first["last_refusal"]["outcome"]
 
 
 def test_install_refuses_a_parameter_that_does_not_fit_and_a_waiting_approval(crontab: None, alien: Path) -> None:

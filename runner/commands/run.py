@@ -58,7 +58,8 @@ def _refusal(ws: Workspace, exc: RunbookError) -> firings.Refusal:
             who = f"{record.operator} on {host}" if shown_host else record.operator
         except (RunbookError, OSError):
             who = ""  # the holder's record is unreadable: the refusal still names its id
-    return firings.Refusal(now(), int(exc.exit_code), str(exc), holder, who)
+    problems = [str(p) for p in getattr(exc, "problems", ())]  # the first one is what `schedule status` shows
+    return firings.Refusal(now(), int(exc.exit_code), "\n".join([*problems, str(exc)]), holder, who)
 
 
 @cron_refusals_recorded

@@ -677,3 +677,6 @@ def test_cron_runs_reach_the_team_store_without_its_url_in_the_crontab(crontab: 
     runs = history(alien, "nightly-note")  # read from the team's database
     assert [(r["trigger"], r["status"]) for r in runs] == [("cron", "succeeded")]
     assert [e["install_state"] for e in _list(alien)] == ["yes", "yes"]
+    status = runbook("-w", str(alien), "schedule", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [s["last_run"] and s["last_run"]["id"] for s in json.loads(status.stdout)] == [runs[0]["id"], None]

@@ -62,8 +62,9 @@ def test_a_rehearsal_goes_past_manual_and_approval_steps_and_says_so(alien: Path
            "Window announced; On-call engineer informed." in done.stderr
     assert "a real run waits here for 1 approval: Apply the change to the web tier" in done.stderr
     run = _history(alien)[0]
-    assert (run["status"], run["check"] if "check" in run else True) == ("succeeded", True)
-    steps = {s["name"]: s for s in _record(state_dir, run["id"])["steps"]}
+    record = _record(state_dir, run["id"])
+    assert (run["status"], record["check"]) == ("succeeded", True)
+    steps = {s["name"]: s for s in record["steps"]}
     assert steps["announce"]["status"] == steps["change-approval"]["status"] == "skipped"
     assert steps["announce"]["message"].startswith("rehearsed (check mode): a real run waits here until someone")
     assert steps["announce"]["signoffs"] == [] and steps["change-approval"]["signoffs"] == []

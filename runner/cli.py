@@ -220,11 +220,11 @@ def schedule_remove(ctx: click.Context) -> int:
 def schedule_status(ctx: click.Context, as_json: bool) -> int:
     """Last cron run, next due time, and missed runs.
 
-    Per schedule entry: the last cron-triggered run of its runbook with its outcome, the next due time
-    (local time, as cron reads it), and MISSED when the latest due time since install passed without a
-    cron run starting within 10 minutes of it (a run refused by a lock leaves no run: it shows as missed).
+    Per schedule entry: the outcome of that entry's own last cron firing (succeeded, failed, waiting
+    since TIME, refused: locked by RUN), the next due time (local time, as cron reads it), and MISSED
+    when the latest due time since install passed without a firing of the entry within 10 minutes.
 
-    Exit 0, or 1 when an entry is MISSED (for monitoring).
+    Exit 0, or 1 when an entry is MISSED, or its last firing failed or was refused (for monitoring).
     """
     from runner.commands.schedule import show_status
 

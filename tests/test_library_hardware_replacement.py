@@ -192,14 +192,12 @@ def test_check_mode_stops_nothing_and_writes_nothing(
     ws = copy_workspace("repo", tmp_path / "ws")
     done = runbook("run", "hardware-replacement", "--check", "-i", str(fleet_hosts.inventory_path), "-l", "fleet-02",
                    "-p", "part=disk sdz", "-p", f"services={SERVICE}", "-p", "drain_hook=touch /root/drained", cwd=ws)
-    try:
-        assert done.returncode == 5, done.stderr  # the manual step still waits for the operator
-        assert "A real run stops here and waits" in done.stderr and "The host is drained" not in done.stderr
-        steps = _steps(_records(state_dir)[0])
-        assert steps["identify"]["data"]["hardware"]["fleet-02"]["services"] == {SERVICE: "running"}
-        assert steps["drain"]["data"]["drained"]["fleet-02"]["would_stop"] == [SERVICE]
-        assert _serving(demo_service["fleet-02"])
-        leftovers = on_host(fleet_hosts, "fleet-02", f"ls {STATES} /root/drained", check=False)
-        assert leftovers.returncode != 0 and not leftovers.stdout.strip()
-    finally:
-        assert runbook("cancel", "last", cwd=ws).returncode == 0
+    assert done.returncode == 0, done.stderr  # the manual step is rehearsed: shown, not waited at
+    assert "A real run stops here and waits" in done.stderr and "The host is drained" not in done.stderr
+    steps = _steps(_records(state_dir)[0])
+    assert steps["replace-part"]["status"] == "skipped" and steps["replace-part"]["message"].startswith("rehearsed")
+    assert steps["identify"]["data"]["hardware"]["fleet-02"]["services"] == {SERVICE: "running"}
+    assert steps["drain"]["data"]["drained"]["fleet-02"]["would_stop"] == [SERVICE]
+    assert _serving(demo_service["fleet-02"])
+    leftovers = on_host(fleet_hosts, "fleet-02", f"ls {STATES} /root/drained", check=False)
+    assert leftovers.returncode != 0 and not leftovers.stdout.strip()

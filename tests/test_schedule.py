@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.schedule import schedule
+from runner.schedule import checks, firings, schedule
 from runner.definition.cron import parse_cron
 from runner.errors import InvalidError, RunbookError
 from runner.definition.model import Schedule
@@ -115,7 +115,7 @@ def test_install_keeps_foreign_lines_byte_for_byte_and_twice_is_the_same(crontab
     venv_runbook = str(Path(sys.executable).parent / "runbook")
     for line in lines:
         assert f" {venv_runbook} -w {alien} run nightly-note " in line
-        assert "--trigger cron --non-interactive --quiet" in line
+        assert "--trigger cron -q " in line
         assert f"RUNBOOK_STATE_DIR={state_dir} " in line  # runs land where `runbook history` looks
         assert f">>{log} 2>&1" in line
     assert lines[0].startswith("30 2 * * * ") and lines[1].startswith("0 12 * * 1-5 ")
@@ -159,6 +159,15 @@ def test_an_overlapping_cron_run_hits_the_lock_exits_6_and_says_so_in_the_log(cr
         assert f"lock 'shared-lock' is held by run {running}" in log
         assert "runbook cron: sleeper exit 6 at " in log
         assert [r["id"] for r in history(alien, "sleeper")] == [running]  # the refused run left no record
+        refusals = state_dir / "schedule" / "sleeper.0.refusals.json"
+        assert stat.S_IMODE(refusals.stat().st_mode) == 0o600  # ...but the refusal is kept where status reads it
+        status = runbook("-w", str(alien), "schedule", "status", "--json")
+        assert status.returncode == 1, status.stderr
+        sleeper = next(s for s in json.loads(status.stdout) if s["runbook"] == "sleeper")
+        operator = history(alien, "sleeper")[0]["operator"]
+        assert (sleeper["state"], sleeper["problem"], sleeper["last_firing"]) == ("REFUSED", "refused", "refusal")
+        assert sleeper["last_refusal"]["outcome"].startswith(f"refused: locked by {running} ({operator}")
+        assert f"REFUSED: sleeper schedule[0] (0 3 1 1 *): its last cron firing at " in status.stderr
     finally:
         runbook("-w", str(alien), "cancel", "last")
         holder.wait(timeout=60)
@@ -271,15 +280,16 @@ def test_status_shows_the_last_cron_run_the_next_due_time_and_a_missed_run(cront
     statuses = json.loads(done.stdout)
     assert [(s["state"], s["missed"]) for s in statuses] == [("MISSED", True)] * 2
     last = history(alien, "nightly-note")[0]
+    assert statuses[0]["last_run"] is None  # schedule[1] fired, not schedule[0]: each entry has its own last run
+    assert statuses[1]["last_run"]["id"] == last["id"]
+    assert (statuses[1]["last_run"]["status"], statuses[1]["last_run"]["exit_code"]) == ("succeeded", 0)
     for status in statuses:
-        assert status["last_run"]["id"] == last["id"]
-        assert (status["last_run"]["status"], status["last_run"]["exit_code"]) == ("succeeded", 0)
         expected = parse_cron(status["cron"]).next_after(dt.datetime.now()).astimezone()
         assert dt.datetime.fromisoformat(status["next_due"]) == expected
     assert "MISSED: nightly-note schedule[0] (30 2 * * *) was due at" in done.stderr
     human = runbook("-w", str(alien), "schedule", "status")
     assert human.returncode == 1
-    assert "succeeded (exit 0)" in human.stdout and "MISSED" in human.stdout
+    assert "succeeded" in human.stdout and "MISSED" in human.stdout and "schedule[1]" in human.stdout
 
 
 def test_status_help_documents_the_exit_codes() -> None:
@@ -337,7 +347,8 @@ def test_a_due_time_since_install_without_a_cron_run_is_missed() -> None:
 
     on_time = CronRun("r1", "nightly", "failed", 1, at(2026, 3, 11, 2, 30, 4))
     ran = schedule.schedule_status(DAILY, since_monday, [on_time], NOW)
-    assert not ran.missed and ran.state == "ok" and ran.last_run == on_time  # it ran; its outcome is shown
+    assert not ran.missed and ran.last_run == on_time  # it ran; its outcome is shown
+    assert (ran.state, ran.problem) == ("FAILED", "failed")  # and a failed run is no healthy entry
 
     late = CronRun("r2", "nightly", "succeeded", 0, at(2026, 3, 11, 2, 41))
     other = CronRun("r3", "someone-else", "succeeded", 0, at(2026, 3, 11, 2, 31))
@@ -375,7 +386,8 @@ def test_a_line_cron_cannot_carry_is_refused_and_the_default_state_dir_needs_no_
     monkeypatch.delenv("RUNBOOK_STATE_DIR")
     default = open_workspace(str(alien))
     line = schedule.crontab_line(default, command, "nightly-note", Schedule("@daily", {"message": "x"}))
-    assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin /opt/venv/bin/runbook ")
+    assert line.startswith("@daily umask 077; { PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin RUNBOOK_ENTRY=0 "
+                           "/opt/venv/bin/runbook ")
     assert "RUNBOOK_STATE_DIR" not in line and f">>{alien}/.runbook/logs/cron.log 2>&1" in line
 
 
@@ -453,3 +465,218 @@ def test_a_foreign_line_holding_a_vertical_tab_survives_install_in_the_real_cron
     assert [e["install_state"] for e in _list(alien)] == ["yes", "yes"]
     assert runbook("-w", str(alien), "schedule", "install").returncode == 0
     assert read_crontab() == text
+
+
+# -- schedules that tell the truth (issue #21) ---------------------------------------------------------------
+CHANGE = """\
+apiVersion: runbook/v1
+name: change
+title: A scheduled maintenance change with a checklist
+version: 1.0.0
+kind: maintenance
+maintenance_type: preventive
+targets: db
+parameters:
+  ticket: {type: string, required: true, pattern: '^CHG-[0-9]+$'}
+  token: {type: secret, required: true, env: CHANGE_TOKEN}
+steps:
+  - name: note
+    playbook: note.yml
+    vars: {message: "{{ params.ticket }}"}
+  - name: announce
+    manual: Tell the team.
+schedule:
+  - cron: "0 4 * * 0"
+    params: {ticket: CHG-1}
+  - cron: "0 5 * * 0"
+    inventory: lab
+"""
+
+
+def _bare_workspace(alien: Path, *keep: str) -> Path:
+    """alien with only the runbooks named and no default inventory in runbook.toml."""
+    for path in (alien / "runbooks").glob("*.yml"):
+        if path.stem not in keep:
+            path.unlink()
+    (alien / "runbook.toml").write_text("forks = 10\n")
+    return alien
+
+
+def test_install_refuses_entries_that_would_not_run_unattended_naming_each(crontab: None, alien: Path) -> None:
+    ws = _bare_workspace(alien)
+    (ws / "runbooks" / "change.yml").write_text(CHANGE)
+    write_crontab(FOREIGN)
+
+    done = runbook("-w", str(ws), "schedule", "install")
+
+    assert done.returncode == 3, done.stderr
+    assert read_crontab() == FOREIGN  # nothing installed
+    err = done.stderr
+    assert ("runbooks/change.yml:18: schedule[0]: a maintenance runbook never runs on the built-in local inventory, "
+            "and this entry names none: add `inventory: NAME` to the entry") in err
+    assert ("runbooks/change.yml:20: schedule[1].params.ticket: required parameter has no value: "
+            "add it to this entry's params") in err
+    for line, index in ((18, 0), (20, 1)):
+        assert (f"runbooks/change.yml:{line}: schedule[{index}].params.token: a required secret read from "
+                "$CHANGE_TOKEN, which the crontab's environment must provide") in err
+        assert (f"runbooks/change.yml:{line}: schedule[{index}]: step 'announce' is a manual step: an unattended run "
+                "stops there") in err and "add `waits: true` to this entry" in err
+
+    # Each fixed as its message says: an inventory, the parameter, the secret in the crontab's environment, waits.
+    fixed = CHANGE.split("schedule:")[0] + (
+        'schedule:\n  - {cron: "0 4 * * 0", params: {ticket: CHG-1}, inventory: lab, waits: true}\n'
+        '  - {cron: "0 5 * * 0", params: {ticket: CHG-2}, inventory: lab, waits: true}\n')
+    (ws / "runbooks" / "change.yml").write_text(fixed)
+    write_crontab("CHANGE_TOKEN=not-a-real-token-but-long-enough\n" + FOREIGN)
+    again = runbook("-w", str(ws), "schedule", "install")
+    assert again.returncode == 0, again.stderr
+    lines = block_lines(read_crontab() or "", ws)
+    assert len(lines) == 2
+
+    # Run without the crontab's CHANGE_TOKEN line: refused (exit 3) before anything ran, and status says why.
+    assert run_as_cron(lines[0]).returncode == 0 and history(ws) == []
+    status = runbook("-w", str(ws), "schedule", "status", "--json")
+    assert status.returncode == 1
+    first = json.loads(status.stdout)[0]
+    assert (first["problem"], first["last_refusal"]["exit_code"]) == ("refused", 3)
+    assert first["last_refusal"]["outcome"].startswith("refused: exit 3: runbooks/change.yml:")
+    assert "parameters.token: required parameter has no value" in first["last_refusal"]["outcome"]
+
+
+def test_install_refuses_a_parameter_that_does_not_fit_and_a_waiting_approval(crontab: None, alien: Path) -> None:
+    ws = _bare_workspace(alien, "maintenance-window")
+    add_schedule(ws, "maintenance-window",
+                 'schedule:\n  - {cron: "@daily", inventory: lab, params: {log_file: /tmp/x}}\n')
+    write_crontab("")
+    done = runbook("-w", str(ws), "schedule", "install")
+    assert done.returncode == 3
+    assert "schedule[0]: step 'announce' is a manual step" in done.stderr
+    assert "schedule[0]: step 'change-approval' is an approval step" in done.stderr
+    assert read_crontab() == ""
+
+
+def test_install_warns_when_no_cron_daemon_runs(crontab: None, alien: Path, tmp_path: Path) -> None:
+    write_crontab("")
+    warning = "warning: no cron daemon is running on this machine"
+    if not checks.cron_daemon_running():
+        done = runbook("-w", str(alien), "schedule", "install")
+        assert done.returncode == 0 and warning in done.stderr
+        daemon = subprocess.Popen(["cron", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)  # a real cron daemon, for the other half
+        try:
+            deadline = time.monotonic() + 10
+            while not checks.cron_daemon_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            quiet = runbook("-w", str(alien), "schedule", "install")
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=10)
+    else:
+        quiet = runbook("-w", str(alien), "schedule", "install")
+    assert quiet.returncode == 0 and warning not in quiet.stderr
+
+
+def test_the_cron_daemon_is_found_by_its_process_name(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    for pid, name in (("1", "systemd"), ("42", "sshd"), ("self", "cron")):
+        (proc / pid).mkdir(parents=True)
+        (proc / pid / "comm").write_text(name + "\n")
+    assert not checks.cron_daemon_running(proc)
+    (proc / "77").mkdir()
+    (proc / "77" / "comm").write_text("crond\n")
+    assert checks.cron_daemon_running(proc)
+
+
+def test_status_shows_each_entrys_own_failed_waiting_and_refused_firing(crontab: None, alien: Path,
+                                                                        state_dir: Path) -> None:
+    add_schedule(alien, "fail-on-host", 'schedule:\n  - cron: "0 3 * * *"\n')
+    add_schedule(alien, "maintenance-window", 'schedule:\n'
+                 '  - {cron: "0 4 * * 0", params: {log_file: /tmp/mw}, waits: true}\n'
+                 '  - {cron: "0 5 1 * *", params: {log_file: /tmp/mw2}, waits: true}\n')
+    write_crontab("")
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0
+    lines = block_lines(read_crontab() or "", alien)
+    failing = next(x for x in lines if " run fail-on-host " in x)
+    weekly, monthly = [x for x in lines if " run maintenance-window " in x]
+
+    for line in (failing, weekly, monthly):  # the monthly firing finds the weekly run waiting with the lock
+        assert run_as_cron(line).returncode == 0
+    done = runbook("-w", str(alien), "schedule", "status", "--json")
+
+    assert done.returncode == 1, done.stderr
+    by_entry = {(s["runbook"], s["index"]): s for s in json.loads(done.stdout)}
+    failed = by_entry[("fail-on-host", 0)]
+    assert (failed["state"], failed["last_run"]["status"], failed["last_run"]["exit_code"]) == ("FAILED", "failed", 1)
+    waiting = history(alien, "maintenance-window")
+    assert [r["status"] for r in waiting] == ["waiting"]  # the monthly firing was refused: no run
+    first = by_entry[("maintenance-window", 0)]
+    assert first["problem"] is None and first["last_run"]["id"] == waiting[0]["id"]
+    assert first["last_run"]["status"] == "waiting" and first["last_run"]["waiting_since"]
+    second = by_entry[("maintenance-window", 1)]
+    assert second["last_run"] is None and second["problem"] == "refused"  # not the weekly entry's run
+    assert second["last_refusal"]["holder"] == waiting[0]["id"]
+    assert "FAILED: fail-on-host schedule[0]" in done.stderr
+    assert "REFUSED: maintenance-window schedule[1]" in done.stderr
+    assert "maintenance-window schedule[0]" not in done.stderr
+    human = runbook("-w", str(alien), "schedule", "status")
+    assert human.returncode == 1
+    row = next(x for x in human.stdout.splitlines() if "maintenance-window" in x and "schedule[0]" in x)
+    assert "waiting since " in row
+    assert f"refused: locked by {waiting[0]['id']}" in human.stdout and "failed (exit 1)" in human.stdout
+    assert runbook("-w", str(alien), "cancel", waiting[0]["id"]).returncode == 0
+
+
+def test_an_entry_tells_its_own_runs_from_its_siblings() -> None:
+    weekly = Entry("nightly", 0, Schedule("0 3 * * 0"), "0 3 * * 0 /x/runbook run nightly", siblings=2)
+    daily = Entry("nightly", 1, Schedule("30 2 * * *"), "30 2 * * * /x/runbook run nightly -p a=1", siblings=2)
+    text = schedule.install("", Path("/ws"), [weekly, daily], at(2026, 3, 1))
+    installed = schedule.installed_entries(text, Path("/ws"))
+    daily_run = CronRun("r1", "nightly", "succeeded", 0, at(2026, 3, 11, 2, 30, 4), entry=1)
+    assert schedule.schedule_status(weekly, installed, [daily_run], NOW).last_run is None
+    assert schedule.schedule_status(daily, installed, [daily_run], NOW).last_run == daily_run
+    old = CronRun("r0", "nightly", "succeeded", 0, at(2026, 3, 8, 3, 0, 4))  # recorded no entry: older line
+    assert schedule.schedule_status(weekly, installed, [old], NOW).last_run is None
+    assert schedule.schedule_status(DAILY, installed_since(at(2026, 3, 1)), [old], NOW).last_run == old
+
+
+def test_a_refused_firing_is_neither_missed_nor_healthy() -> None:
+    since_monday = installed_since(at(2026, 3, 9, 8, 0))
+    refusal = firings.Refusal(at(2026, 3, 11, 2, 30, 2), 6, "lock 'x' is held by run r9; wait", "r9", "ann@db1")
+    status = schedule.schedule_status(DAILY, since_monday, [], NOW, refusals=[refusal])
+    assert not status.missed and status.problem == "refused" and status.state == "REFUSED"
+    assert refusal.outcome == "refused: locked by r9 (ann@db1)"
+    later = CronRun("r10", "nightly", "succeeded", 0, at(2026, 3, 11, 2, 35))
+    assert schedule.schedule_status(DAILY, since_monday, [later], NOW, refusals=[refusal]).problem is None
+    assert firings.lock_holder("lock 'x' is held by run 2026-a.b_c, waiting at a manual step") == "2026-a.b_c"
+
+
+def test_refusals_are_kept_per_entry_and_a_name_that_is_no_runbook_keeps_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    for i in range(firings.KEEP + 3):
+        firings.record_refusal(state, "nightly", 1, firings.Refusal(float(i), 3, f"invalid {i}"))
+    kept = firings.refusals(state, "nightly", 1)
+    assert len(kept) == firings.KEEP and kept[-1].message == f"invalid {firings.KEEP + 2}"
+    assert firings.refusals(state, "nightly", 0) == []
+    firings.record_refusal(state, "../../escape", 0, firings.Refusal(1.0, 6, "x"))
+    assert sorted(p.name for p in (state / "schedule").iterdir()) == ["nightly.1.refusals.json"]
+    assert not (tmp_path / "escape.0.refusals.json").exists()
+    (state / "schedule" / "nightly.1.refusals.json").write_text('[{"at": "NaN", "exit_code": 6}, 7, {"at": 1}]')
+    assert firings.refusals(state, "nightly", 1) == []  # damaged: read as none, never trusted
+
+
+def test_cron_runs_reach_the_team_store_without_its_url_in_the_crontab(crontab: None, alien: Path, team_db: str,
+                                                                        state_dir: Path) -> None:
+    write_crontab("")
+    assert runbook("-w", str(alien), "schedule", "install").returncode == 0  # RUNBOOK_DATABASE_URL is set
+    text = read_crontab() or ""
+    url_file = state_dir / "schedule" / "database.url"
+    assert team_db not in text and f"RUNBOOK_DATABASE_URL_FILE={url_file} " in text
+    assert url_file.read_text().strip() == team_db and stat.S_IMODE(url_file.stat().st_mode) == 0o600
+
+    assert run_as_cron(block_lines(text, alien)[0]).returncode == 0  # cron's environment: no URL
+    runs = history(alien, "nightly-note")  # read from the team's database
+    assert [(r["trigger"], r["status"]) for r in runs] == [("cron", "succeeded")]
+    assert [e["install_state"] for e in _list(alien)] == ["yes", "yes"]
+    status = runbook("-w", str(alien), "schedule", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [s["last_run"] and s["last_run"]["id"] for s in json.loads(status.stdout)] == [runs[0]["id"], None]

@@ -68,23 +68,32 @@ def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
 
 
 def resolve_waiting(store: Store, ref: str) -> str:
-    """RUN for resume and approve: `last` is the one waiting run, and is refused (exit 2, listing them
-    with their hosts) when several wait; with none waiting it is the last run, as elsewhere."""
+    """RUN for resume and approve: `last` is the one waiting real run; rehearsals (--check, which no longer
+    wait, but older ones may) are never picked. Refused (exit 2, listing each waiting run with its step,
+    hosts and whether it is a rehearsal) when several real runs wait, or only rehearsals do; with none
+    waiting it is the last run, as elsewhere."""
     if ref != "last":
         return store.resolve(ref)
     waiting = store.history(status="waiting", limit=100)
-    if len(waiting) == 1:
-        return waiting[0].id
+    real = [row for row in waiting if not row.check_mode]
+    if len(real) == 1:
+        return real[0].id
     if not waiting:
         return store.resolve(ref)
-    lines = [f"{len(waiting)} runs are waiting; `last` could mean any of them: give the run id"]
-    for row in waiting:
-        record = store.load(row.id)
-        step = next((s for s in record.steps if s.status == "waiting"), None)
-        at = f"step {step.index + 1} {step.name!r} ({step.type})" if step else "?"
-        hosts = ", ".join(record.hosts()) or record.limit
-        lines.append(f"  {row.id}  {row.runbook}  waits at {at}  hosts: {hosts}  operator: {row.operator}")
-    raise UsageError("\n".join(lines))
+    if real:
+        first = f"{len(real)} runs are waiting; `last` could mean any of them: give the run id"
+    else:
+        first = "no real run is waiting, only rehearsals (--check), which `last` never picks: give the run id"
+    raise UsageError("\n".join([first, *(_waiting_line(store, row.id) for row in waiting)]))
+
+
+def _waiting_line(store: Store, run_id: str) -> str:
+    record = store.load(run_id)
+    step = next((s for s in record.steps if s.status == "waiting"), None)
+    at = f"step {step.index + 1} {step.name!r} ({step.type})" if step else "?"
+    hosts = ", ".join(record.hosts()) or record.limit
+    kind = "  REHEARSAL (--check)" if record.check else ""
+    return f"  {record.id}  {record.runbook}  waits at {at}  hosts: {hosts}  operator: {record.operator}{kind}"
 
 
 def waiting_step(record: RunRecord) -> StepRecord:

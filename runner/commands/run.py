@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from runner import identity
 from runner.definition.durations import parse_duration
-from runner.errors import UsageError
+from runner.errors import RunbookError, UsageError
 from runner.definition.loader import load_runbook
 from runner.definition.model import Parameter
 from runner.output import check_writable, emit_json, write_file
 from runner.definition.params import parse_assignments, read_params_file, resolve
 from runner.execution.progress import Progress
+from runner.schedule import firings
 from runner.store.records import RunRecord
 from runner.definition.workspace import Workspace
 
@@ -22,6 +26,43 @@ def interactive_session(non_interactive: bool) -> bool:
     return not non_interactive and sys.stdin.isatty() and not identity.is_ci()
 
 
+def cron_refusals_recorded(func: Callable[..., int]) -> Callable[..., int]:
+    """A cron firing refused before its run started leaves a refusal where `schedule status` reads it."""
+    @functools.wraps(func)
+    def wrapper(ws: Workspace, name: str, *args: Any, **kwargs: Any) -> int:
+        try:
+            return func(ws, name, *args, **kwargs)
+        except RunbookError as exc:
+            entry = firings.entry_of(kwargs.get("trigger"))
+            if entry is not None and int(exc.exit_code) in firings.REFUSED_CODES:
+                try:
+                    firings.record_refusal(ws.state_dir, name, entry, _refusal(ws, exc))
+                except (RunbookError, OSError) as unrecorded:  # the refusal itself stays the error shown
+                    print(f"runbook: warning: the refusal was not recorded: {unrecorded}", file=sys.stderr)
+            raise
+    return wrapper
+
+
+def _refusal(ws: Workspace, exc: RunbookError) -> firings.Refusal:
+    from runner.store.records import now
+
+    holder = firings.lock_holder(str(exc)) if int(exc.exit_code) == 6 else ""
+    who = ""
+    if holder:
+        try:
+            from runner.store.backends import open_store
+
+            record = open_store(ws).load(holder)
+            host = record.hostname
+            shown_host = host and not record.operator.endswith(f"@{host}")
+            who = f"{record.operator} on {host}" if shown_host else record.operator
+        except (RunbookError, OSError):
+            who = ""  # the holder's record is unreadable: the refusal still names its id
+    problems = [str(p) for p in getattr(exc, "problems", ())]  # the first one is what `schedule status` shows
+    return firings.Refusal(now(), int(exc.exit_code), "\n".join([*problems, str(exc)]), holder, who)
+
+
+@cron_refusals_recorded
 def run(
     ws: Workspace,
     name: str,
@@ -66,6 +107,7 @@ def run(
         params=params, operator=identity.operator(), trigger=trigger or identity.default_trigger(),
         inventory=inventory, limit=limit, check=check, diff=diff, forks=forks,
         ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait, worker=worker, run_id=run_id,
+        schedule_entry=firings.entry_of(trigger),
     )
     execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose))
     if interactive and runbook.kind == "maintenance" and not check and not yes:

@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.schedule import schedule
+from runner.schedule import checks, firings, schedule
 from runner.errors import ExitCode, InvalidError, Problem, RunbookError
-from runner.store.files import make_private_dir
-from runner.definition.model import Runbook
+from runner.store.files import make_private_dir, write_private
 from runner.output import emit, emit_json, table
 from runner.schedule.schedule import CronRun, Entry, Installed
 from runner.store.backends import open_store
-from runner.store.base import NEWEST_FIRST
+from runner.store.base import HistoryRow, Store
 from runner.definition.workspace import Workspace
 
 
@@ -43,8 +42,10 @@ def list_schedules(ws: Workspace, as_json: bool) -> int:
 
 
 def install_schedules(ws: Workspace) -> int:
-    wanted, _ = _wanted(ws, strict=True)
     before = _read_crontab()
+    _wanted(ws, strict=True, crontab=before)  # refused before anything is written
+    _keep_store_url(ws)
+    wanted, _ = _wanted(ws, strict=False)
     after = schedule.install(before, ws.root, wanted, time.time())
     log = schedule.log_path(ws)
     if wanted:
@@ -58,7 +59,23 @@ def install_schedules(ws: Workspace) -> int:
     count = f"{len(wanted)} schedule entr{'y' if len(wanted) == 1 else 'ies'}"
     emit(f"{count} {'installed' if after != before else 'already installed'} in the crontab "
          f"({schedule.begin_marker(ws.root)}); runs append to {log}")
+    if not checks.cron_daemon_running():
+        print("warning: no cron daemon is running on this machine (no cron or crond process): nothing will "
+              "start these entries until one runs (e.g. systemctl enable --now cron, or service cron start)",
+              file=sys.stderr)
     return 0
+
+
+def _keep_store_url(ws: Workspace) -> None:
+    """RUNBOOK_DATABASE_URL in install's environment: cron's has none, so the lines name a 0600 file in the
+    state dir holding it (never the URL itself, which may carry a password); without it, no file is left."""
+    url = os.environ.get("RUNBOOK_DATABASE_URL")
+    path = schedule.store_url_path(ws)
+    if url and url != ws.config.store_url:
+        make_private_dir(path.parent)
+        write_private(path, url.encode() + b"\n")
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_schedules(ws: Workspace) -> int:
@@ -77,43 +94,54 @@ def show_status(ws: Workspace, as_json: bool) -> int:
     installed = schedule.installed_entries(_read_crontab(), ws.root)
     now = dt.datetime.now()
     runs = _cron_runs(ws, wanted, installed, now)
-    statuses = [schedule.schedule_status(e, installed, runs, now) for e in wanted]
+    statuses = [schedule.schedule_status(e, installed, runs, now,
+                                         refusals=firings.refusals(ws.state_dir, e.runbook, e.index)) for e in wanted]
     _warn_orphans(wanted, installed)
     for s in statuses:
-        if s.missed and s.checked_due is not None:
-            print(f"MISSED: {s.entry.runbook} schedule[{s.entry.index}] ({s.entry.schedule.cron}) was due at "
-                  f"{_local(s.checked_due)}: no cron run started within {schedule.GRACE_SECONDS // 60} minutes "
-                  f"(see {schedule.log_path(ws)})", file=sys.stderr)
+        if s.problem:
+            print(_problem_line(ws, s), file=sys.stderr)
     if as_json:
         emit_json([s.to_dict() for s in statuses])
     elif statuses:
-        emit(table(("RUNBOOK", "CRON", "LAST CRON RUN", "OUTCOME", "NEXT DUE", "STATE"),
-                   [(s.entry.runbook, s.entry.schedule.cron, _when(s.last_run), _outcome(s.last_run),
+        emit(table(("RUNBOOK", "ENTRY", "CRON", "LAST CRON RUN", "OUTCOME", "NEXT DUE", "STATE"),
+                   [(s.entry.runbook, f"schedule[{s.entry.index}]", s.entry.schedule.cron, _when(s), _outcome(s),
                      _local(s.next_due), s.state) for s in statuses]))
     elif not invalid:
         print(f"no runbook in {ws.runbooks_dir} has a schedule", file=sys.stderr)
-    return _invalid_exit(invalid, 1 if any(s.missed for s in statuses) else 0)
+    return _invalid_exit(invalid, 1 if any(s.problem for s in statuses) else 0)
+
+
+def _problem_line(ws: Workspace, s: schedule.Status) -> str:
+    name = f"{s.entry.runbook} schedule[{s.entry.index}] ({s.entry.schedule.cron})"
+    if s.problem == "missed" and s.checked_due is not None:
+        return (f"MISSED: {name} was due at {_local(s.checked_due)}: no cron firing of this entry was recorded "
+                f"within {schedule.GRACE_SECONDS // 60} minutes: neither a run nor a refusal (is cron running? "
+                f"see {schedule.log_path(ws)})")
+    return f"{s.problem.upper() if s.problem else ''}: {name}: its last cron firing at {_when(s)}: {_outcome(s)}"
 
 
 # -- the runbooks and the crontab -------------------------------------------------------------------------
-def _wanted(ws: Workspace, strict: bool) -> tuple[list[Entry], int]:
-    """Every schedule entry of the valid runbooks, and how many runbooks are invalid. An invalid runbook
-    stops `install` (exit 3, nothing installed); elsewhere it is shown on stderr and the rest is listed."""
+def _wanted(ws: Workspace, strict: bool, crontab: str = "") -> tuple[list[Entry], int]:
+    """Every schedule entry of the valid runbooks, and how many runbooks are invalid. An invalid runbook,
+    or an entry whose cron run would not run unattended, stops `install` (exit 3, nothing installed);
+    elsewhere it is shown on stderr and the rest is listed."""
     runbooks, problems = schedule.scheduled_runbooks(ws)
     wanted: list[Entry] = []
     bad_files = {p.file for p in problems}
+    if strict:
+        before_block = schedule.split_crontab(crontab, ws.root)[0]
+        problems += checks.install_problems(ws, runbooks, checks.crontab_environment(before_block))
     for runbook in runbooks:
         try:
             wanted += schedule.entries(ws, [runbook])
         except InvalidError as exc:  # a crontab line cron cannot take, an inventory gone
-            problems += list(exc.problems) or [Problem(ws.display(runbook.path), None, "schedule", str(exc))]
+            found = list(exc.problems) or [Problem(ws.display(runbook.path), None, "schedule", str(exc))]
+            problems += [p for p in found if not any(p.message in q.message for q in problems)]  # once, with its entry
             bad_files.add(ws.display(runbook.path))
     if problems and strict:
-        raise InvalidError("invalid runbooks: nothing installed (see: runbook validate)", tuple(problems))
+        raise InvalidError("schedule entries that would not run: nothing installed", tuple(problems))
     for problem in problems:
         print(problem, file=sys.stderr)
-    if strict:
-        _warn_secrets(runbooks)
     return wanted, len(bad_files)
 
 
@@ -123,14 +151,6 @@ def _invalid_exit(invalid: int, code: int) -> int:
         return code
     print(f"runbook: {invalid} invalid runbook(s) left out (see: runbook validate)", file=sys.stderr)
     return int(ExitCode.INVALID)
-
-
-def _warn_secrets(runbooks: Sequence[Runbook]) -> None:
-    for runbook in runbooks:
-        for param in runbook.parameters:
-            if param.secret and param.required and param.env:
-                print(f"warning: {runbook.name} needs the secret {param.name} from ${param.env}, which cron's "
-                      "environment does not set: its scheduled runs will exit 3", file=sys.stderr)
 
 
 def _create_private_file(path: Path) -> None:
@@ -174,26 +194,49 @@ def _warn_orphans(wanted: Sequence[Entry], installed: Sequence[Installed]) -> No
 
 def _cron_runs(ws: Workspace, wanted: Sequence[Entry], installed: Sequence[Installed],
                now: dt.datetime) -> list[CronRun]:
-    """The last cron run of each scheduled runbook, and the cron runs in each due time's grace window."""
+    """Per scheduled runbook, its cron runs newest first until each entry has its last one and every due
+    time's grace window is covered; each record read for the entry that fired it."""
     store = open_store(ws)
     if not store.has_history():
         return []
-    columns = "SELECT id, runbook, status, exit_code, started_at FROM runs WHERE trigger = 'cron' AND runbook = ?"
+    found: list[CronRun] = []
     try:
         store.reap_dead_runs()
-        rows: list[tuple[Any, ...]] = []
         for name in sorted({e.runbook for e in wanted}):
-            rows += store.query(columns + f" ORDER BY {NEWEST_FIRST} LIMIT 1", (name,))
-        for entry in wanted:
-            _, item = schedule.install_state(entry, installed)
-            due = schedule.checked_due(entry.schedule.cron, item.installed_at if item else None, now)
-            if due is not None:
-                start = due.timestamp()
-                rows += store.query(columns + " AND started_at BETWEEN ? AND ?",
-                                    (entry.runbook, start, start + schedule.GRACE_SECONDS))
+            mine = [e for e in wanted if e.runbook == name]
+            found += _runs_of(store, mine, _earliest_due(mine, installed, now))
     finally:
         store.close()
-    return [CronRun(*row) for row in rows]
+    return found
+
+
+def _earliest_due(entries: Sequence[Entry], installed: Sequence[Installed], now: dt.datetime) -> float:
+    dues = [schedule.checked_due(e.schedule.cron, item.installed_at, now)
+            for e in entries for _, item in [schedule.install_state(e, installed)] if item]
+    return min((d.timestamp() for d in dues if d is not None), default=float("inf"))
+
+
+def _runs_of(store: Store, entries: Sequence[Entry], earliest_due: float) -> list[CronRun]:
+    found: list[CronRun] = []
+    missing = {e.index for e in entries}
+    for row in store.cron_runs(entries[0].runbook):
+        if not missing and row.started_at < earliest_due:
+            break
+        run = _cron_run(store, row)
+        if run is not None:
+            found.append(run)
+            missing -= {e.index for e in entries if schedule.fired_by(run, e, "yes")}
+    return found
+
+
+def _cron_run(store: Store, row: HistoryRow) -> CronRun | None:
+    try:
+        record = store.load(row.id)
+    except RunbookError:
+        return None  # unreadable: `runbook history` shows it as damaged
+    waiting = next((st.started_at for st in record.steps if st.status == "waiting"), None)
+    return CronRun(row.id, row.runbook, row.status, row.exit_code, row.started_at, record.schedule_entry,
+                   waiting if row.status == "waiting" else None, row.operator)
 
 
 # -- output -----------------------------------------------------------------------------------------------
@@ -205,10 +248,28 @@ def _local(when: dt.datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def _when(run: CronRun | None) -> str:
-    return "-" if run is None else _local(dt.datetime.fromtimestamp(run.started_at))
+def _stamp(ts: float) -> str:
+    return _local(dt.datetime.fromtimestamp(ts))
 
 
-def _outcome(run: CronRun | None) -> str:
-    return "-" if run is None else f"{run.status} (exit {'-' if run.exit_code is None else run.exit_code})"
+def _when(s: schedule.Status) -> str:
+    """When the entry last fired: its refusal's time, else its last run's start."""
+    if s.refused and s.last_refusal is not None:
+        return _stamp(s.last_refusal.at)
+    return "-" if s.last_run is None else _stamp(s.last_run.started_at)
+
+
+def _outcome(s: schedule.Status) -> str:
+    """The entry's last firing as a word an operator reads: succeeded, failed (exit 1), waiting since
+    TIME, running, refused: locked by RUN (operator@host)."""
+    run = s.last_run
+    if s.refused and s.last_refusal is not None:
+        return s.last_refusal.outcome
+    if run is None:
+        return "-"
+    if run.status == "waiting":
+        return f"waiting since {_stamp(run.waiting_since or run.started_at)} (runbook resume {run.id})"
+    if run.status in ("succeeded", "running"):
+        return run.status
+    return f"{run.status} (exit {'-' if run.exit_code is None else run.exit_code})"
 

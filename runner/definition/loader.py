@@ -280,7 +280,7 @@ def _schedule(entry: dict[str, Any]) -> Schedule:
     at = entry.get("at")
     cron = entry.get("cron") or f"{int(str(at)[3:5])} {int(str(at)[:2])} * * *"  # a monthly entry fires daily at `at`
     return Schedule(cron, MappingProxyType(dict(entry.get("params", {}))), entry.get("inventory"), entry.get("limit"),
-                    entry.get("calendar"), entry.get("on_holiday", "skip"), business_day, at)
+                    entry.get("calendar"), entry.get("on_holiday", "skip"), business_day, at, entry.get("waits", False))
 
 
 def _timing_problems(doc: Document, where: KeyPath, entry: dict[str, Any]) -> list[Problem]:

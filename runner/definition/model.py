@@ -62,7 +62,7 @@ class Rollout:
 class Schedule:
     """One `schedule:` entry. `cron` is when cron fires it: the entry's own expression, or for a monthly
     business-day entry the daily `at` time (the run then checks its calendar); `business_day` counts from
-    the start of the month (1 first) or its end (-1 last)."""
+    the start of the month (1 first) or its end (-1 last). Checked at install by runner/schedule/checks.py."""
 
     cron: str
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -72,6 +72,7 @@ class Schedule:
     on_holiday: str = "skip"
     business_day: int | None = None
     at: str | None = None
+    waits: bool = False  # the runbook has manual or approval steps and each scheduled run may wait at them
 
     @property
     def timing(self) -> str:

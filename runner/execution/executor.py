@@ -21,7 +21,8 @@ from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
 from runner.execution.manual import (Prompter, TerminalLost, approvers, confirm_all, confirmed_items,
-                                     detach_from_terminal, rehearsal, walk, waiting_message)
+                                     detach_from_terminal, rehearsal, rehearsal_notice, rehearsed, walk,
+                                     waiting_message)
 from runner.definition.model import Runbook, Step
 from runner.definition.params import ResolvedParams
 from runner.execution.processes import sweep
@@ -47,6 +48,7 @@ class RunRequest:
     ci_job_url: str | None = None
     interactive: bool = False
     wait_lock: float | None = None
+    schedule_entry: int | None = None  # the schedule[N] whose crontab line started the run
     worker: str | None = None  # --worker: every playbook step runs there
     run_id: str | None = None  # the id given ahead, with an interpreter for the first step (ahead.py)
 
@@ -244,8 +246,9 @@ class Execution:
     @contextmanager
     def _locked(self, record: RunRecord) -> Iterator[None]:
         """The run's lock (a file lock, or an advisory lock on the team's database), and no other run of
-        the lock waiting mid-procedure."""
-        if self.runbook.concurrency != "exclusive":
+        the lock waiting mid-procedure. A rehearsal (--check) takes none: it changes nothing and never waits,
+        so it neither blocks a real run nor is blocked by one."""
+        if self.runbook.concurrency != "exclusive" or self.request.check:
             yield
             return
         with self.store.lock(self.runbook.lock_name, record, self.request.wait_lock):
@@ -266,6 +269,7 @@ class Execution:
             git_commit=commit, git_dirty=dirty, check=req.check, diff=req.diff, forks=self._forks(),
             ci_job_url=req.ci_job_url, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
             hostname=socket.gethostname(), lock=self.runbook.lock_name, worker=req.worker or "",
+            schedule_entry=req.schedule_entry,
         )
         record.steps = [StepRecord(i, s.name, s.type) for i, s in enumerate(self.runbook.steps)]
         return record
@@ -343,6 +347,8 @@ class Execution:
         self.progress.step_started(step_record, total, detail + (" (resumed)" if action else ""))
         if step.type == "playbook":
             self._playbook_with_retries(record, step, step_record, extra or {})
+        elif self.request.check and action is None:
+            self._rehearse(step, step_record)
         elif step.type == "manual":
             self._manual(step, step_record, action)
         else:
@@ -353,7 +359,8 @@ class Execution:
         step_record.ended_at = now()
         self.store.save(record)
         self.progress.step_finished(step_record)
-        if step_record.status == "succeeded" or (step_record.status == "failed" and step.on_failure == "continue"):
+        going_on = ("succeeded", "skipped")  # skipped: `when:` false, or a manual or approval step rehearsed
+        if step_record.status in going_on or (step_record.status == "failed" and step.on_failure == "continue"):
             return _NEXT
         return _STOP
 
@@ -386,6 +393,12 @@ class Execution:
             step_record.message = "" if completed else f"aborted by {who}"
         else:
             step_record.status = "waiting"
+
+    def _rehearse(self, step: Step, step_record: StepRecord) -> None:
+        """--check at a manual or approval step: show what a real run would ask, record it as rehearsed
+        (skipped, nothing confirmed or approved) and go on."""
+        self.progress.note(rehearsal_notice(step, self.runbook.name))
+        step_record.status, step_record.message = "skipped", rehearsed(step)
 
     def _approval(self, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
         assert step.approval is not None

@@ -140,3 +140,22 @@ def rehearsal(step: Step, runbook: str) -> Step:
             f"A real run stops here and waits until someone does the work and confirms: {items}.\n"
             f"The instructions: runbook show {runbook}")
     return dataclasses.replace(step, manual=text)
+
+
+def rehearsed(step: Step) -> str:
+    """What the record of a --check run says at a manual or approval step it went past."""
+    if step.type == "manual":
+        return f"rehearsed (check mode): a real run waits here until someone confirms: {'; '.join(checklist(step))}"
+    assert step.approval is not None
+    count = step.approval.approvers
+    return (f"rehearsed (check mode): a real run waits here for {count} approval{'s' if count > 1 else ''}: "
+            f"{step.approval.message}")
+
+
+def rehearsal_notice(step: Step, runbook: str) -> str:
+    """What a --check run shows at a manual or approval step before it goes on without waiting."""
+    if step.type == "manual":
+        lines = [_indent(rehearsal(step, runbook).manual or "")] + [f"  [ ] {item}" for item in checklist(step)]
+    else:
+        lines = [f"  {rehearsed(step).removeprefix('rehearsed (check mode): ')}"]
+    return "\n".join([f"step {step.name!r} ({step.type}), rehearsed: check mode does not wait", *lines])

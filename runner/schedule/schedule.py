@@ -20,6 +20,7 @@ from runner.errors import InvalidError, Problem, RunbookError
 from runner.definition.loader import check_runbook
 from runner.definition.model import Runbook, Schedule
 from runner.definition.workspace import Workspace
+from runner.schedule.firings import ENTRY_VARIABLE, FOLDER as FIRINGS_FOLDER, Refusal
 
 GRACE_SECONDS = 600  # a cron run counts for a due time when it starts within this window after it
 LOG_NAME = "cron.log"
@@ -41,6 +42,7 @@ class Entry:
     index: int
     schedule: Schedule
     line: str
+    siblings: int = 1  # how many entries the runbook has (a run that recorded no entry is one of them)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class CronRun:
     status: str
     exit_code: int | None
     started_at: float
+    entry: int | None = None  # the schedule[N] that fired it (None: recorded before runs said so)
+    waiting_since: float | None = None  # when a waiting run began waiting
+    operator: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,27 +74,53 @@ class Status:
     installed_at: float | None
     next_due: dt.datetime  # local time, as cron reads the crontab
     checked_due: dt.datetime | None  # the latest due time since install whose grace window has closed
-    last_run: CronRun | None
+    last_run: CronRun | None  # this entry's own last cron run
     missed: bool
+    last_refusal: Refusal | None = None  # this entry's last firing refused before a run started
+
+    @property
+    def refused(self) -> bool:
+        """The entry's last firing was refused (no run), newer than its last run."""
+        refusal, run = self.last_refusal, self.last_run
+        return refusal is not None and (run is None or refusal.at >= run.started_at)
+
+    @property
+    def failed(self) -> bool:
+        return not self.refused and self.last_run is not None and self.last_run.status in FAILED
+
+    @property
+    def problem(self) -> str | None:
+        """missed, refused or failed: what makes `schedule status` exit 1."""
+        if self.installed == "no":
+            return None
+        return "missed" if self.missed else "refused" if self.refused else "failed" if self.failed else None
 
     @property
     def state(self) -> str:
         if self.installed == "no":
             return "not installed"
-        if self.missed:
-            return "MISSED"
+        if self.problem:
+            return self.problem.upper()
         return "ok" if self.checked_due is not None else "pending"
 
     def to_dict(self) -> dict[str, Any]:
-        run = self.last_run
+        run, refusal = self.last_run, self.last_refusal
         return {
             **entry_dict(self.entry), "installed": self.installed == "yes", "install_state": self.installed,
             "installed_at": iso_local(self.installed_at),
             "next_due": self.next_due.isoformat(), "checked_due": self.checked_due and self.checked_due.isoformat(),
-            "missed": self.missed, "state": self.state,
+            "missed": self.missed, "state": self.state, "problem": self.problem,
             "last_run": run and {"id": run.id, "status": run.status, "exit_code": run.exit_code,
-                                 "started_at": iso_local(run.started_at)},
+                                 "started_at": iso_local(run.started_at),
+                                 "waiting_since": iso_local(run.waiting_since)},
+            "last_refusal": refusal and {"at": iso_local(refusal.at), "exit_code": refusal.exit_code,
+                                         "holder": refusal.holder or None, "holder_who": refusal.holder_who or None,
+                                         "outcome": refusal.outcome},
+            "last_firing": "refusal" if self.refused else "run" if run else None,
         }
+
+
+FAILED = frozenset({"failed", "timed_out", "canceled", "aborted", "damaged"})
 
 
 # -- the runbooks' schedules ---------------------------------------------------------------------------
@@ -107,14 +138,14 @@ def scheduled_runbooks(ws: Workspace) -> tuple[list[Runbook], list[Problem]]:
 
 def entries(ws: Workspace, runbooks: Sequence[Runbook], command: Sequence[str] | None = None) -> list[Entry]:
     invocation = tuple(command or runbook_command())
-    return [Entry(rb.name, i, s, crontab_line(ws, invocation, rb.name, s))
+    return [Entry(rb.name, i, s, crontab_line(ws, invocation, rb.name, s, i), len(rb.schedule))
             for rb in runbooks for i, s in enumerate(rb.schedule)]
 
 
 def entry_dict(entry: Entry) -> dict[str, Any]:
     s = entry.schedule
     return {"runbook": entry.runbook, "index": entry.index, "cron": s.cron, "params": dict(s.params),
-            "inventory": s.inventory, "limit": s.limit}
+            "inventory": s.inventory, "limit": s.limit, "waits": s.waits}
 
 
 # -- one crontab line ----------------------------------------------------------------------------------
@@ -138,15 +169,24 @@ def log_path(ws: Workspace) -> Path:
     return ws.state_dir / "logs" / LOG_NAME
 
 
-def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Schedule) -> str:
-    """`schedule` as a crontab line that works in cron's bare environment (PATH=/usr/bin:/bin, maybe no
-    HOME, cwd $HOME): absolute paths only, output appended to the state dir's cron log, and a line
-    with the exit code and time when the run does not succeed (a lock refusal leaves no run record)."""
+def store_url_path(ws: Workspace) -> Path:
+    """Where `install` keeps RUNBOOK_DATABASE_URL for the crontab lines (0600: a URL may hold a password)."""
+    return ws.state_dir / FIRINGS_FOLDER / "database.url"
+
+
+def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Schedule, index: int = 0) -> str:
+    """`schedule` (the runbook's schedule[index]) as a crontab line that works in cron's bare environment
+    (PATH=/usr/bin:/bin, maybe no HOME, cwd $HOME): absolute paths only, the entry's index for the run to
+    record, output appended to the state dir's cron log, and a line with the exit code and time when the
+    run does not succeed."""
     bin_dir = str(Path(command[0]).parent)  # ansible-playbook and ssh are found beside it or in the system
-    env = [f"PATH={shlex.quote(':'.join(dict.fromkeys([bin_dir, *_SYSTEM_PATH])))}"]
+    env = [f"PATH={shlex.quote(':'.join(dict.fromkeys([bin_dir, *_SYSTEM_PATH])))}", f"{ENTRY_VARIABLE}={index}"]
     if ws.state_dir != default_state_dir(ws):
         env.append(f"RUNBOOK_STATE_DIR={shlex.quote(str(ws.state_dir))}")
-    argv = [*command, "-w", str(ws.root), "run", name, "--trigger", "cron", "--non-interactive", "--quiet"]
+    if store_url_path(ws).is_file():  # `install` saw RUNBOOK_DATABASE_URL: the runs go to the same store
+        env.append(f"RUNBOOK_DATABASE_URL_FILE={shlex.quote(str(store_url_path(ws)))}")
+    # No --non-interactive: cron gives no terminal, which implies it, and a crontab command holds 998 bytes.
+    argv = [*command, "-w", str(ws.root), "run", name, "--trigger", "cron", "-q"]
     if schedule.inventory:
         argv += ["-i", str(ws.inventory_path(schedule.inventory).absolute())]
     if schedule.limit:
@@ -342,16 +382,27 @@ def checked_due(cron: str, installed_at: float | None, now: dt.datetime,
 
 
 def schedule_status(entry: Entry, installed: Sequence[Installed], runs: Sequence[CronRun], now: dt.datetime,
-                    grace: float = GRACE_SECONDS) -> Status:
-    """`entry`'s status from the crontab's block and the cron runs of its runbook: at least the last
-    one and every one started since the due time to check. `now` is naive local time."""
+                    grace: float = GRACE_SECONDS, refusals: Sequence[Refusal] = ()) -> Status:
+    """`entry`'s status from the crontab's block, the cron runs of its runbook (at least each entry's last
+    one and every one started since the due time to check) and the entry's refused firings. `now` is
+    naive local time."""
     state, item = install_state(entry, installed)
     installed_at = item.installed_at if item else None
     due = checked_due(entry.schedule.cron, installed_at, now, grace) if item else None
-    own = [r for r in runs if r.runbook == entry.runbook]
-    missed = due is not None and not any(0 <= r.started_at - due.timestamp() <= grace for r in own)
+    own = [r for r in runs if r.runbook == entry.runbook and fired_by(r, entry, state)]
+    fired = [r.started_at for r in own] + [r.at for r in refusals]
+    missed = due is not None and not any(0 <= at - due.timestamp() <= grace for at in fired)
     last = max(own, key=lambda r: r.started_at, default=None)
-    return Status(entry, state, installed_at, next_due(entry, now), due and due.astimezone(), last, missed)
+    refusal = max(refusals, key=lambda r: r.at, default=None)
+    return Status(entry, state, installed_at, next_due(entry, now), due and due.astimezone(), last, missed, refusal)
+
+
+def fired_by(run: CronRun, entry: Entry, install_state: str) -> bool:
+    """Whether `entry`'s line started `run`. A run that recorded no entry (an older line) counts for
+    the runbook's only entry, or for an entry whose installed line is that older one."""
+    if run.entry is not None:
+        return run.entry == entry.index
+    return entry.siblings == 1 or install_state == "outdated"
 
 
 # -- times ----------------------------------------------------------------------------------------------------

@@ -15,13 +15,30 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 
 
 def database_url(ws: Workspace) -> str | None:
-    url = os.environ.get("RUNBOOK_DATABASE_URL") or ws.config.store_url
+    url = os.environ.get("RUNBOOK_DATABASE_URL") or _url_from_file() or ws.config.store_url
     if not url:
         return None
     if not url.startswith(URL_SCHEMES):
         raise UsageError("RUNBOOK_DATABASE_URL / [store] url must be a postgresql:// URL "
                          f"(got one starting {url.split(':', 1)[0]!r})")
     return url
+
+
+def _url_from_file() -> str | None:
+    """RUNBOOK_DATABASE_URL_FILE: a file of ours, readable by us only, holding the URL (how a crontab line
+    reaches the team's store without a password in the crontab)."""
+    path = os.environ.get("RUNBOOK_DATABASE_URL_FILE")
+    if not path:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise UsageError(f"RUNBOOK_DATABASE_URL_FILE {path}: {exc.strerror}") from None
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise UsageError(f"RUNBOOK_DATABASE_URL_FILE {path}: must be yours and private (chmod 600)")
+        return handle.read(4096).strip() or None
 
 
 def open_store(ws: Workspace) -> Store:

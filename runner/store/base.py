@@ -205,10 +205,16 @@ class Store(ABC):
         sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
         return [HistoryRow(*row) for row in self.query(sql, (*args, limit))]
 
+    def cron_runs(self, runbook: str, limit: int = 500) -> list[HistoryRow]:
+        """The runbook's cron-triggered runs, newest first."""
+        sql = (f"SELECT {HISTORY_COLUMNS} FROM runs WHERE runbook = ? AND trigger = 'cron' "
+               f"ORDER BY {NEWEST_FIRST} LIMIT ?")
+        return [HistoryRow(*row) for row in self.query(sql, (runbook, limit))]
+
     def waiting_runs(self, lock: str, exclude: str = "") -> list[str]:
-        """Runs paused mid-procedure that hold `lock` until resumed or canceled."""
-        rows = self.query("SELECT id FROM runs WHERE lock_name = ? AND status = 'waiting' AND id != ? ORDER BY id",
-                          (lock, exclude))
+        """Runs paused mid-procedure that hold `lock` until resumed or canceled (a rehearsal holds none)."""
+        rows = self.query("SELECT id FROM runs WHERE lock_name = ? AND status = 'waiting' AND check_mode = 0 "
+                          "AND id != ? ORDER BY id", (lock, exclude))
         return [str(r[0]) for r in rows]
 
     def resolve(self, ref: str) -> str:

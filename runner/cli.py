@@ -176,16 +176,24 @@ def schedule() -> None:
 
 
 @schedule.command("list")
+@click.option("--from", "start", metavar="DATE", help="With --count: due times from this date (YYYY-MM-DD, "
+              "or YYYY-MM-DDTHH:MM; default now).")
+@click.option("--count", type=click.IntRange(1, 1000), help="Each entry's next N due times, by its calendar.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def schedule_list(ctx: click.Context, as_json: bool) -> int:
+def schedule_list(ctx: click.Context, start: str | None, count: int | None, as_json: bool) -> int:
     """Schedule entries and whether the crontab runs them.
 
-    Per entry: runbook, cron, params, inventory, next due time (local), installed (yes, outdated: install
-    again, or no).
+    Per entry: runbook, when (cron, or the N-th business day), calendar, params, inventory, next due time
+    (local), installed (yes, outdated: install again, or no). With --count N: each entry's next N due
+    times instead, days off of its calendar left out or moved as its on_holiday says.
     """
-    from runner.commands.schedule import list_schedules
+    from runner.commands.schedule import list_due_times, list_schedules
 
+    if count is not None:
+        return list_due_times(_workspace(ctx), start, count, as_json)
+    if start is not None:
+        raise click.UsageError("--from needs --count N")
     return list_schedules(_workspace(ctx), as_json)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import runbook
+from conftest import runbook  # noqa: I001
 from runner.definition.calendars import Calendar
 from runner.definition.cron import parse_cron
 from runner.definition.workspace import load_config
@@ -176,3 +177,95 @@ def test_validate_refuses_malformed_calendar_entries_with_file_and_line(tmp_path
     assert 'runbooks/month-end.yml:11: schedule[0]: monthly needs `at: "HH:MM"`' in stderr
     assert "runbooks/month-end.yml:14: schedule[1].on_holiday: needs `calendar:`" in stderr
     assert "runbooks/month-end.yml:15: schedule[2]: cron and monthly exclude each other" in stderr
+
+
+# -- the schedule with its calendar ---------------------------------------------------------------------------
+def test_a_day_off_is_no_due_time_so_status_does_not_call_it_missed() -> None:
+    from runner.definition.model import Schedule
+    from runner.schedule import schedule
+
+    entry_cron = Schedule("0 9 * * *", calendar="jp-business")
+    holiday_noon = dt.datetime(2027, 1, 11, 12, 0)  # 成人の日, naive local as cron reads the crontab
+    installed_at = dt.datetime(2027, 1, 11, 8, 0).timestamp()
+    with_calendar = schedule.Entry("daily", 0, entry_cron, "line", 1, Rule(cron=parse_cron("0 9 * * *"), calendar=JP))
+    without = schedule.Entry("daily", 0, entry_cron, "line", 1, None)
+    installed = [schedule.Installed("daily", 0, "line", installed_at)]
+    assert schedule.schedule_status(without, installed, [], holiday_noon).missed  # the cron time alone: 09:00 passed
+    status = schedule.schedule_status(with_calendar, installed, [], holiday_noon)
+    assert not status.missed and status.state == "pending"
+    assert status.next_due.strftime("%Y-%m-%d %H:%M") == "2027-01-12 09:00"
+
+
+def test_crontab_line_fires_daily_where_the_calendar_moves_or_picks_the_day() -> None:
+    from runner.definition.model import Schedule
+    from runner.schedule.schedule import firing_cron
+
+    assert firing_cron(Schedule("0 9 * * 1", calendar="jp", on_holiday="skip")) == "0 9 * * 1"
+    assert firing_cron(Schedule("0 9 * * 1", calendar="jp", on_holiday="next")) == "0 9 * * *"
+    assert firing_cron(Schedule("15,45 9 * * 1", calendar="jp", on_holiday="previous")) == "15,45 9 * * *"
+    assert firing_cron(Schedule("0 22 * * *", calendar="jp", business_day=-1, at="22:00")) == "0 22 * * *"
+    assert firing_cron(Schedule("0 9 * * 1")) == "0 9 * * 1"
+
+
+CAL_RUNBOOK = """\
+apiVersion: runbook/v1
+name: cal-note
+title: A note on business days
+version: 1.0.0
+kind: operation
+owner: lab-team
+targets: db1
+inventory: lab
+parameters:
+  message: {type: string, default: business day}
+steps:
+  - name: note
+    playbook: note.yml
+schedule:
+  - cron: "* * * * *"
+    calendar: office
+"""
+
+
+def _cal_workspace(alien: Path, closures: str) -> Path:
+    (alien / "runbooks" / "cal-note.yml").write_text(CAL_RUNBOOK)
+    (alien / "runbook.toml").write_text('[calendars.office]\nweekend = []\ndates_file = "office.txt"\n')
+    (alien / "office.txt").write_text(closures)
+    return alien
+
+
+def _fire(ws: Path) -> subprocess.CompletedProcess[str]:
+    return runbook("-w", str(ws), "run", "cal-note", "--trigger", "cron", "--non-interactive", "--quiet",
+                   env={"RUNBOOK_ENTRY": "0"})
+
+
+def test_a_cron_firing_on_a_day_off_records_no_run_and_says_why(alien: Path) -> None:
+    today = dt.date.today()
+    ws = _cal_workspace(alien, f"{today.isoformat()}\n{(today + dt.timedelta(days=1)).isoformat()}\n")
+    done = _fire(ws)
+    assert done.returncode == 0, done.stderr
+    assert f"runbook cron: cal-note schedule[0] not run: {today} is closure in calendar office: skipped" in done.stdout
+    history = runbook("-w", str(ws), "history", "--json")
+    assert json.loads(history.stdout or "[]") == []
+
+    (ws / "office.txt").write_text("# open again\n")
+    ran = _fire(ws)
+    assert ran.returncode == 0, ran.stderr
+    assert "not run" not in ran.stdout
+    runs = json.loads(runbook("-w", str(ws), "history", "--json").stdout)
+    assert [(r["runbook"], r["trigger"], r["status"]) for r in runs] == [("cal-note", "cron", "succeeded")]
+
+
+def test_schedule_list_count_gives_each_entrys_due_times_by_its_calendar(alien: Path) -> None:
+    ws = _workspace(alien.parent / "cal")
+    (ws / "runbooks" / "month-end.yml").write_text(NOTE_RUNBOOK.format(
+        entries='  - cron: "0 9 * * *"\n    calendar: jp-business\n'
+                '  - monthly: last-business-day\n    at: "22:00"\n    calendar: jp-business\n'))
+    done = runbook("-w", str(ws), "schedule", "list", "--from", "2027-01-08", "--count", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    found = {e["index"]: [t[:16] for t in e["due"]] for e in json.loads(done.stdout)}
+    assert found == {0: ["2027-01-08T09:00", "2027-01-09T09:00", "2027-01-12T09:00"],  # 1/9: a + working day
+                     1: ["2027-01-29T22:00", "2027-02-26T22:00", "2027-03-31T22:00"]}
+    human = runbook("-w", str(ws), "schedule", "list", "--from", "2027-01-08", "--count", "2")
+    assert "last business day 22:00" in human.stdout and "2027-01-09 09:00 Sat" in human.stdout
+    assert runbook("-w", str(ws), "schedule", "list", "--from", "2027-01-08").returncode == 2

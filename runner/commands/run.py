@@ -12,7 +12,7 @@ from runner import identity
 from runner.definition.durations import parse_duration
 from runner.errors import RunbookError, UsageError
 from runner.definition.loader import load_runbook
-from runner.definition.model import Parameter
+from runner.definition.model import Parameter, Runbook
 from runner.output import check_writable, emit_json, write_file
 from runner.definition.params import parse_assignments, read_params_file, resolve
 from runner.execution.progress import Progress
@@ -93,6 +93,8 @@ def run(
     open_store(ws).require_writable()  # a read-only state dir: a clear refusal before anything runs
     path = ws.runbook_path(name)
     runbook = load_runbook(path, ws.display(path), cache=ws.state_dir / "cache" / "validated")
+    if _not_due_today(ws, runbook, firings.entry_of(trigger)):
+        return 0
     interactive = interactive_session(non_interactive)
     file_values = read_params_file(Path(params_file)) if params_file else {}
     params = resolve(runbook, parse_assignments(assignments), file_values, os.environ,
@@ -120,6 +122,19 @@ def run(
     if as_json:
         emit_json(record.to_dict())
     return int(record.exit_code or 0)
+
+
+def _not_due_today(ws: Workspace, runbook: Runbook, entry: int | None) -> bool:
+    """A cron firing of an entry with a calendar that is not due now (a day off, a moved or monthly due
+    time): says why on stdout, which the crontab line appends to the cron log, and records no run."""
+    if entry is None or entry >= len(runbook.schedule) or not runbook.schedule[entry].calendar:
+        return False
+    from runner.schedule.schedule import calendar_skip
+
+    reason = calendar_skip(ws, runbook, entry)
+    if reason:
+        print(f"runbook cron: {runbook.name} schedule[{entry}] not run: {reason}", flush=True)
+    return reason is not None
 
 
 def publish(ws: Workspace, record: RunRecord, junit: str | None) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.schedule import checks, firings, schedule
-from runner.errors import ExitCode, InvalidError, Problem, RunbookError
+from runner.errors import ExitCode, InvalidError, Problem, RunbookError, UsageError
 from runner.store.files import make_private_dir, write_private
 from runner.output import emit, emit_json, table
 from runner.schedule.schedule import CronRun, Entry, Installed
@@ -33,12 +33,53 @@ def list_schedules(ws: Workspace, as_json: bool) -> int:
                     "install_state": state, "installed_at": schedule.iso_local(item.installed_at if item else None)}
                    for e, state, item, due in rows])
     elif rows:
-        emit(table(("RUNBOOK", "CRON", "PARAMS", "INVENTORY", "NEXT DUE", "INSTALLED"),
-                   [(e.runbook, e.schedule.cron, _params(dict(e.schedule.params)), e.schedule.inventory or "-",
-                     _local(due), state) for e, state, _, due in rows]))
+        emit(table(("RUNBOOK", "WHEN", "CALENDAR", "PARAMS", "INVENTORY", "NEXT DUE", "INSTALLED"),
+                   [(e.runbook, e.schedule.timing, _calendar(e), _params(dict(e.schedule.params)),
+                     e.schedule.inventory or "-", _local(due), state) for e, state, _, due in rows]))
     elif not invalid:
         print(f"no runbook in {ws.runbooks_dir} has a schedule", file=sys.stderr)
     return _invalid_exit(invalid, 0)
+
+
+def list_due_times(ws: Workspace, start_text: str | None, count: int, as_json: bool) -> int:
+    """Each entry's next `count` due times from `start_text` (default now), by its calendar."""
+    start = _start(start_text)
+    wanted, invalid = _wanted(ws, strict=False)
+    found = [(e, schedule.due_times(e, start, count)) for e in wanted]
+    if as_json:
+        emit_json([{**schedule.entry_dict(e), "due": [t.isoformat() for t in times]} for e, times in found])
+    elif found:
+        emit(table(("RUNBOOK", "ENTRY", "WHEN", "CALENDAR", "DUE"),
+                   [(e.runbook, f"schedule[{e.index}]", e.schedule.timing, _calendar(e), _local_day(t))
+                    for e, times in found for t in times]))
+    elif not invalid:
+        print(f"no runbook in {ws.runbooks_dir} has a schedule", file=sys.stderr)
+    _warn_calendar_data(ws, wanted, start)
+    return _invalid_exit(invalid, 0)
+
+
+def _start(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now().astimezone()
+    try:
+        return dt.datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        raise UsageError(f"--from: {text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+
+
+def _calendar(entry: Entry) -> str:
+    s = entry.schedule
+    if not s.calendar:
+        return "-"
+    return s.calendar if s.business_day is not None or s.on_holiday == "skip" else f"{s.calendar} ({s.on_holiday})"
+
+
+def _warn_calendar_data(ws: Workspace, wanted: Sequence[Entry], now: dt.datetime) -> None:
+    from runner.schedule.due import data_end_warning
+
+    warnings = {data_end_warning(e.schedule, ws.config.calendars, now) for e in wanted}
+    for warning in sorted(w for w in warnings if w):
+        print(f"runbook: warning: {warning}", file=sys.stderr)
 
 
 def install_schedules(ws: Workspace) -> int:
@@ -97,6 +138,7 @@ def show_status(ws: Workspace, as_json: bool) -> int:
     statuses = [schedule.schedule_status(e, installed, runs, now,
                                          refusals=firings.refusals(ws.state_dir, e.runbook, e.index)) for e in wanted]
     _warn_orphans(wanted, installed)
+    _warn_calendar_data(ws, wanted, now.astimezone())
     for s in statuses:
         if s.problem:
             print(_problem_line(ws, s), file=sys.stderr)
@@ -211,7 +253,7 @@ def _cron_runs(ws: Workspace, wanted: Sequence[Entry], installed: Sequence[Insta
 
 
 def _earliest_due(entries: Sequence[Entry], installed: Sequence[Installed], now: dt.datetime) -> float:
-    dues = [schedule.checked_due(e.schedule.cron, item.installed_at, now)
+    dues = [schedule.checked_due(e.timing, item.installed_at, now)
             for e in entries for _, item in [schedule.install_state(e, installed)] if item]
     return min((d.timestamp() for d in dues if d is not None), default=float("inf"))
 
@@ -246,6 +288,10 @@ def _params(params: dict[str, Any]) -> str:
 
 def _local(when: dt.datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _local_day(when: dt.datetime) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M %a %Z")
 
 
 def _stamp(ts: float) -> str:

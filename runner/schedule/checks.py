@@ -28,8 +28,17 @@ def entry_problems(ws: Workspace, runbook: Runbook, index: int, crontab_env: Map
     found += [(f"{where}.params.{name}", m) for name, m in param_problems]
     if not entry.waits:
         found += [(where, m) for m in _waiting_steps(runbook, values)]
+    found += [(f"{where}.calendar", m) for m in _calendar_problems(ws, entry)]
     line = runbook.lines.get(where)
     return [Problem(ws.display(runbook.path), line, path, message) for path, message in found]
+
+
+def _calendar_problems(ws: Workspace, entry: Schedule) -> list[str]:
+    import datetime as dt
+
+    from runner.schedule.due import calendar_problems
+
+    return calendar_problems(entry, ws.config.calendars, dt.datetime.now().astimezone()) if entry.calendar else []
 
 
 def _inventory_problems(ws: Workspace, runbook: Runbook, entry: Schedule) -> list[str]:

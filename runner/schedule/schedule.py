@@ -20,6 +20,7 @@ from runner.errors import InvalidError, Problem, RunbookError
 from runner.definition.loader import check_runbook
 from runner.definition.model import Runbook, Schedule
 from runner.definition.workspace import Workspace
+from runner.schedule import due as dues
 from runner.schedule.firings import ENTRY_VARIABLE, FOLDER as FIRINGS_FOLDER, Refusal
 
 GRACE_SECONDS = 600  # a cron run counts for a due time when it starts within this window after it
@@ -43,6 +44,11 @@ class Entry:
     schedule: Schedule
     line: str
     siblings: int = 1  # how many entries the runbook has (a run that recorded no entry is one of them)
+    rule: dues.Rule | None = None  # when it is due, by its calendar (None: by its cron expression alone)
+
+    @property
+    def timing(self) -> dues.Rule:
+        return self.rule or dues.Rule(cron=parse_cron(self.schedule.cron))
 
 
 @dataclass(frozen=True)
@@ -138,13 +144,27 @@ def scheduled_runbooks(ws: Workspace) -> tuple[list[Runbook], list[Problem]]:
 
 def entries(ws: Workspace, runbooks: Sequence[Runbook], command: Sequence[str] | None = None) -> list[Entry]:
     invocation = tuple(command or runbook_command())
-    return [Entry(rb.name, i, s, crontab_line(ws, invocation, rb.name, s, i), len(rb.schedule))
+    return [Entry(rb.name, i, s, crontab_line(ws, invocation, rb.name, s, i), len(rb.schedule), entry_rule(ws, rb, i))
             for rb in runbooks for i, s in enumerate(rb.schedule)]
+
+
+def entry_rule(ws: Workspace, runbook: Runbook, index: int) -> dues.Rule:
+    """schedule[index]'s timing with its calendar; InvalidError naming the entry for an unknown calendar."""
+    entry = runbook.schedule[index]
+    try:
+        return dues.rule_for(entry, ws.config.calendars)
+    except KeyError:
+        where = f"schedule[{index}].calendar"
+        line = runbook.lines.get(where) or runbook.lines.get(f"schedule[{index}]")
+        message = dues.calendar_problems(entry, ws.config.calendars, dt.datetime.now().astimezone())[0]
+        raise InvalidError(f"{runbook.name}: {message}",
+                           (Problem(ws.display(runbook.path), line, where, message),)) from None
 
 
 def entry_dict(entry: Entry) -> dict[str, Any]:
     s = entry.schedule
-    return {"runbook": entry.runbook, "index": entry.index, "cron": s.cron, "params": dict(s.params),
+    return {"runbook": entry.runbook, "index": entry.index, "cron": s.cron, "timing": s.timing,
+            "calendar": s.calendar, "on_holiday": s.on_holiday if s.calendar else None, "params": dict(s.params),
             "inventory": s.inventory, "limit": s.limit, "waits": s.waits}
 
 
@@ -201,7 +221,17 @@ def crontab_line(ws: Workspace, command: Sequence[str], name: str, schedule: Sch
     if len(escaped.encode()) > _MAX_COMMAND:
         raise InvalidError(f"{name}: its crontab command would be {len(escaped.encode())} bytes, more than cron "
                            f"takes ({_MAX_COMMAND}): use shorter paths or fewer schedule params")
-    return f"{cron_time(schedule.cron)} {escaped}"
+    return f"{cron_time(firing_cron(schedule))} {escaped}"
+
+
+def firing_cron(schedule: Schedule) -> str:
+    """When cron starts the entry's line: its own expression, or, where a calendar can move a due time to
+    another day (next, previous) or picks the day itself (business-day), every day at its times of day;
+    the run then asks the calendar whether this minute is due (runner/schedule/due.py)."""
+    if not schedule.calendar or (schedule.business_day is None and schedule.on_holiday == "skip"):
+        return schedule.cron
+    expr = parse_cron(schedule.cron)
+    return f"{','.join(map(str, sorted(expr.minutes)))} {','.join(map(str, sorted(expr.hours)))} * * *"
 
 
 def param_text(value: Any) -> str:
@@ -365,20 +395,37 @@ def orphans(wanted: Sequence[Entry], installed: Sequence[Installed]) -> list[Ins
 
 
 def next_due(entry: Entry, now: dt.datetime) -> dt.datetime:
-    """The next time cron starts `entry`, as an aware local time; `now` is naive local time."""
-    return parse_cron(entry.schedule.cron).next_after(now).astimezone()
+    """The next time `entry` is due (by its calendar), as an aware local time; `now` is naive local time."""
+    found = dues.next_due(entry.timing, now.astimezone())
+    return found or parse_cron(entry.schedule.cron).next_after(now).astimezone()
 
 
-def checked_due(cron: str, installed_at: float | None, now: dt.datetime,
+def calendar_skip(ws: Workspace, runbook: Runbook, index: int, now: dt.datetime | None = None) -> str | None:
+    """Why the cron firing of schedule[index] at `now` starts no run by its calendar, or None when it is
+    due. The minute before counts too: a slow start may cross into the next minute."""
+    rule = entry_rule(ws, runbook, index)
+    now = (now or dt.datetime.now()).astimezone()
+    if dues.is_due(rule, now - dt.timedelta(minutes=1)):
+        return None
+    return dues.skip_reason(rule, now)
+
+
+def due_times(entry: Entry, start: dt.datetime, count: int) -> list[dt.datetime]:
+    """The entry's next `count` due times from `start` (aware), by its calendar."""
+    return dues.due_times(entry.timing, start, count)
+
+
+def checked_due(rule: dues.Rule, installed_at: float | None, now: dt.datetime,
                 grace: float = GRACE_SECONDS) -> dt.datetime | None:
-    """The latest due time whose grace window has closed by `now`, if it is at or after the install
-    time: cron should have started a run for it. `now` is naive local time, as cron reads the crontab."""
+    """The latest due time (by the entry's calendar: a day off is no due time) whose grace window has
+    closed by `now`, if it is at or after the install time: cron should have started a run for it. `now`
+    is naive local time, as cron reads the crontab."""
     if installed_at is None:
         return None
-    due = parse_cron(cron).previous_before(now - dt.timedelta(seconds=grace))
+    due = dues.previous_due(rule, (now - dt.timedelta(seconds=grace)).astimezone())
     if due is None or due.timestamp() < installed_at:
         return None
-    return due
+    return due.replace(tzinfo=None)
 
 
 def schedule_status(entry: Entry, installed: Sequence[Installed], runs: Sequence[CronRun], now: dt.datetime,
@@ -388,7 +435,7 @@ def schedule_status(entry: Entry, installed: Sequence[Installed], runs: Sequence
     naive local time."""
     state, item = install_state(entry, installed)
     installed_at = item.installed_at if item else None
-    due = checked_due(entry.schedule.cron, installed_at, now, grace) if item else None
+    due = checked_due(entry.timing, installed_at, now, grace) if item else None
     own = [r for r in runs if r.runbook == entry.runbook and fired_by(r, entry, state)]
     fired = [r.started_at for r in own] + [r.at for r in refusals]
     missed = due is not None and not any(0 <= at - due.timestamp() <= grace for at in fired)

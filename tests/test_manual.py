@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -348,8 +349,11 @@ def test_site_in_chromium_has_no_broken_link(alien: Path, tmp_path: Path) -> Non
     assert run.by_id("run-status").text().strip() == "succeeded" and "CHG-42" in run.by_id("signoffs").text()
 
 
-def test_values_are_written_as_people_write_them() -> None:
+def test_values_are_written_as_people_write_them(monkeypatch: pytest.MonkeyPatch) -> None:
     from runner.reports.values import human, human_block, human_time
+
+    monkeypatch.setenv("TZ", "UTC")  # times are written in the machine's zone (runner/times.py)
+    time.tzset()
 
     assert [human(v) for v in (None, False, True, ["cron"], [], {"a": None, "b": 2}, 1.0, 2.5, "x")] == [
         "-", "false", "true", "cron", "(none)", "a=-, b=2", "1", "2.5", "x"]

@@ -397,3 +397,29 @@ def test_log_data_for_one_host(alien: Path) -> None:
     assert len(hosts) >= 2, everyone
     one = runbook("log", "last", "--data", "--host", hosts[0], cwd=alien).stdout
     assert f"{hosts[0]}: hi there" in one and f"{hosts[1]}: hi there" not in one
+
+
+def test_access_needed_sees_writes_under_var_and_become_in_roles(tmp_path: Path) -> None:
+    """A playbook that writes under /var without become needs root (or that folder's owner); a role's
+    task-level become is sudo all the same. The manual used to say "no root needed" for both."""
+    ws = tmp_path / "ws"
+    for folder in ("runbooks", "playbooks", "inventories", "roles/priv/tasks"):
+        (ws / folder).mkdir(parents=True)
+    (ws / "inventories" / "local.yml").write_text("all: {hosts: {localhost: {ansible_connection: local}}}\n")
+    (ws / "playbooks" / "writes.yml").write_text(
+        "- hosts: all\n  tasks:\n    - name: Write the config\n      ansible.builtin.copy:\n"
+        "        dest: /var/lib/app/app.conf\n        content: x\n    - name: Scratch is fine\n"
+        "      ansible.builtin.file: {path: /var/tmp/scratch, state: directory}\n")
+    (ws / "playbooks" / "role.yml").write_text("- hosts: all\n  roles: [priv]\n")
+    (ws / "roles" / "priv" / "tasks" / "main.yml").write_text(
+        "- name: Restart\n  ansible.builtin.command: systemctl restart app\n  become: true\n")
+    for name, playbook in (("writes", "writes.yml"), ("role", "role.yml")):
+        (ws / "runbooks" / f"{name}.yml").write_text(
+            f"apiVersion: runbook/v1\nname: {name}\ntitle: T\nversion: 1.0.0\nkind: operation\nowner: me\n"
+            f"steps:\n  - name: go\n    playbook: {playbook}\n")
+    assert runbook("docs", "--format", "md", "-o", str(tmp_path / "out"), cwd=ws).returncode == 0
+    writes = (tmp_path / "out" / "writes.md").read_text()
+    access = next(line for line in writes.splitlines() if "**Access needed**" in line)
+    assert "no root needed" not in access and "`/var/lib/app`" in access and "/var/tmp" not in access
+    role = (tmp_path / "out" / "role.md").read_text()
+    assert "with sudo (the playbooks use `become`)" in role

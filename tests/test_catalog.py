@@ -42,3 +42,20 @@ def test_list_shows_the_good_runbooks_and_each_unreadable_file_on_stderr_then_ex
         assert "internal error" not in done.stderr
     listed = json.loads(runbook("list", "--json", cwd=alien).stdout)
     assert "conditional" in {e["name"] for e in listed}
+
+
+def test_examples_of_maintenance_runbooks_name_an_inventory() -> None:
+    """A maintenance runbook never falls back on `local`: an example run without `-i` (and no `inventory:` in
+    the runbook) fails with exit 3 for whoever copies it."""
+    import yaml
+
+    from conftest import REPO
+
+    for path in sorted((REPO / "runbooks").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") != "maintenance" or doc.get("inventory"):
+            continue
+        lines = doc.get("description", "").replace("\\\n", " ").splitlines()  # continuation lines joined
+        for line in (line for line in lines if f"runbook run {doc['name']}" in line):
+            words = line.split(f"runbook run {doc['name']}", 1)[1].split("`")[0].split()
+            assert "-i" in words or "--inventory" in words, f"{path.name}: {line.strip()}"

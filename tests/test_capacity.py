@@ -104,8 +104,11 @@ def test_capacity_trends_are_drawn_in_the_summary(tmp_path: Path, state_dir: Pat
 
 def test_capacity_of_a_real_run_on_localhost(tmp_path: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
-    assert runbook("run", "capacity-report", "-p", "warn_load_per_cpu=0", "-p", "fail_load_per_cpu=0",
-                   "-p", "fail_pct=100", cwd=ws).returncode == 0
+    done = runbook("run", "capacity-report", "-p", "warn_load_per_cpu=0", "-p", "fail_load_per_cpu=0",
+                   "-p", "fail_pct=100", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    # The one-line summary per host its description promises, under the step (runbook_summary).
+    assert re.search(r"^  localhost: (ok|warn): load .* MiB, \d+ filesystem\(s\), fullest disk ", done.stderr, re.M)
     doc = json.loads(runbook("capacity", "--json", cwd=ws).stdout)
     root = _by_fs(doc)[("localhost", "/")]
     assert root["samples"] == 1 and root["size_mib"] > 0 and root["growth_mib_per_day"] is None

@@ -184,3 +184,18 @@ def test_shorten_cuts_at_a_word() -> None:
     assert shorten(text, 44) == "runbook-broken at 2.0 (half configured)…"
     assert shorten(text, 60) == text
     assert shorten("x" * 50, 10) == "x" * 9 + "…"  # one long word: cut all the same
+
+
+def test_a_summary_is_short_scrubbed_before_it_is_cut_and_printable() -> None:
+    from runner.execution.summaries import summary_of
+
+    secret = "hunter2-secret-value"
+    scrub = lambda text: text.replace(secret, "***")  # noqa: E731 - the run's scrubber, for this test
+    lines = summary_of({"ansible_facts": {"runbook_summary": [f"line {n}" for n in range(25)]}}, scrub)
+    assert lines is not None and len(lines.splitlines()) == 20 and lines.endswith("\n(6 more lines)")
+    long = summary_of({"ansible_facts": {"runbook_summary": "word " * 58 + secret + " tail" * 5}}, scrub)
+    assert long is not None and "hunter" not in long and len(long) <= 300 and long.endswith("*** tail…")
+    looped = summary_of({"results": [{"ansible_facts": {"runbook_summary": "first"}},
+                                     {"ansible_facts": {"runbook_summary": "last\x1b[2J"}}, {"changed": False}]}, scrub)
+    assert looped == "last\\x1b[2J"
+    assert summary_of({"ansible_facts": {"other": 1}}, scrub) is None and summary_of("text", scrub) is None

@@ -131,6 +131,10 @@ def test_rollout_upgrades_every_batch_records_versions_and_is_idempotent(
     assert steps["apply"]["data"]["packages_upgraded"]["fleet-04"] == {
         "runbook-demo": {"from": "1.0", "to": "2.0"}, "runbook-sec": {"from": "1.0", "to": "1.1"}}
     assert steps["apply"]["data"]["reboot"]["fleet-01"] == {"required": False, "rebooted": False}
+    assert steps["apply"]["hosts"]["fleet-04"]["summary"] == "upgraded runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1"
+    assert steps["record-after"]["hosts"]["fleet-04"]["summary"] == \
+        "runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1; reboot pending"
+    assert "\n  fleet-02: upgraded runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1\n" in stderr
     assert steps["apply"]["data"]["reboot"]["fleet-04"] == {"required": True, "rebooted": False}
     assert "fleet-04: a reboot is required (allow_reboot is false)" in _step_stdout(state_dir, record, "apply")
     assert steps["record-after"]["data"]["reboot_pending"] == {

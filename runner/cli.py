@@ -45,13 +45,15 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 @cli.command("list")
 @click.option("--tag", help="Only runbooks with this tag.")
 @click.option("--kind", type=click.Choice(["operation", "maintenance"]), help="Only this kind.")
+@click.option("--search", metavar="WORDS",
+              help="Only runbooks whose name, title, tags or description hold every word (any case).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def list_cmd(ctx: click.Context, tag: str | None, kind: str | None, as_json: bool) -> int:
+def list_cmd(ctx: click.Context, tag: str | None, kind: str | None, search: str | None, as_json: bool) -> int:
     """The catalog: name, version, kind, title, owner."""
     from runner.commands.list_ import list_runbooks
 
-    return list_runbooks(_workspace(ctx), tag, kind, as_json)
+    return list_runbooks(_workspace(ctx), tag, kind, as_json, search)
 
 
 @cli.command()

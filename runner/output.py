@@ -29,6 +29,16 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+def shorten(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut at a word boundary and ended with `…` when it is longer
+    (a word cut in half reads as a different word: `planned 2.0` must not become `plan`)."""
+    if len(text) <= width:
+        return text
+    space = text.rfind(" ", 0, width)  # the end of the last word that leaves room for the `…`
+    cut = text[:space] if space >= width // 2 else text[:width - 1]  # one long word: cut it all the same
+    return cut.rstrip(" ,;:") + "…"
+
+
 class TerminalSafe:
     """A text stream (stdout, stderr) that writes everything through `printable`. A CR at the end of one
     write waits for the next, so CRLF split across writes (or flushes) is still a newline."""

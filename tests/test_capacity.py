@@ -104,9 +104,25 @@ def test_capacity_trends_are_drawn_in_the_summary(tmp_path: Path, state_dir: Pat
 
 def test_capacity_of_a_real_run_on_localhost(tmp_path: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
-    assert runbook("run", "capacity-report", "-p", "warn_load_per_cpu=0", "-p", "fail_load_per_cpu=0",
-                   "-p", "fail_pct=100", cwd=ws).returncode == 0
+    done = runbook("run", "capacity-report", "-p", "warn_load_per_cpu=0", "-p", "fail_load_per_cpu=0",
+                   "-p", "fail_pct=100", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    # The one-line summary per host its description promises, under the step (runbook_summary).
+    assert re.search(r"^  localhost: (ok|warn): load .* MiB, \d+ filesystem\(s\), fullest disk ", done.stderr, re.M)
     doc = json.loads(runbook("capacity", "--json", cwd=ws).stdout)
     root = _by_fs(doc)[("localhost", "/")]
     assert root["samples"] == 1 and root["size_mib"] > 0 and root["growth_mib_per_day"] is None
     assert root["full_on"] is None or root["used_pct"] >= 100
+
+
+def test_capacity_shows_the_use_the_run_measured(tmp_path: Path, state_dir: Path) -> None:
+    """df rounds use up (45 MiB of 10,000 is 1%); `capacity` must not show 0% for what the run data says is 1%."""
+    ws = copy_workspace("repo", tmp_path / "ws")
+    at = time.time() - 60
+    data = {"capacity": {"db1": {"status": "ok", "filesystems": {
+        "/data": {"fstype": "ext4", "size_mib": 10000, "used_mib": 45, "used_pct": 1}}}}}
+    seed_run(state_dir, "capacity-report", at, steps=[step("measure", "succeeded", at, {"db1": HostResult(ok=6)}, data)])
+    doc = json.loads(runbook("capacity", "--json", cwd=ws).stdout)
+    assert doc["filesystems"][0]["used_pct"] == 1
+    line = next(row for row in runbook("capacity", cwd=ws).stdout.splitlines() if "/data" in row)
+    assert " 1% " in line

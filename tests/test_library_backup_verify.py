@@ -85,6 +85,8 @@ def test_good_backups_pass_and_the_test_restore_leaves_nothing(
         assert data[host][APP]["size_bytes"] > 30000
         assert data[host][APP]["notes"] == ["restored and compared"], host
         assert data[host][DB]["notes"] == ["restored and compared"], host
+        # One line per backup, under the step on screen and in the record (runbook_summary).
+        assert f"  {host}: {APP}: ok (" in stderr and "h old, restored and compared)" in step["hosts"][host]["summary"]
     for host in HOSTS[1:]:
         assert _leftovers(fleet_hosts, host, SCRATCH) == "", host  # created for the run, then removed
     assert _leftovers(fleet_hosts, "fleet-01", SCRATCH) == f"{SCRATCH}\n{SCRATCH}/mine"

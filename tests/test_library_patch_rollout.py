@@ -99,6 +99,10 @@ def test_check_mode_reports_the_updates_and_changes_nothing(baseline: Any, tmp_p
         "packages_would_upgrade": {h: {"runbook-demo": "2.0", "runbook-sec": "1.1"} for h in HOSTS}}
     apply_log = _step_stdout(state_dir, record, "apply")
     assert "fleet-03: would upgrade runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1" in apply_log
+    # The plan and the versions are on screen under their steps and in the record (runbook_summary), in --check too.
+    assert "\n  fleet-03: would upgrade runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1\n" in stderr
+    assert "  fleet-02: would upgrade 2 package(s), mode all: runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1" in stderr
+    assert steps["apply"]["hosts"]["fleet-01"]["summary"] == "would upgrade runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1"
     for host in HOSTS:
         assert _versions(baseline, host) == {"runbook-demo": "1.0", "runbook-sec": "1.0"}
         assert on_host(baseline, host, f"test -e {RECORDS}", check=False).returncode != 0  # no record written
@@ -127,6 +131,10 @@ def test_rollout_upgrades_every_batch_records_versions_and_is_idempotent(
     assert steps["apply"]["data"]["packages_upgraded"]["fleet-04"] == {
         "runbook-demo": {"from": "1.0", "to": "2.0"}, "runbook-sec": {"from": "1.0", "to": "1.1"}}
     assert steps["apply"]["data"]["reboot"]["fleet-01"] == {"required": False, "rebooted": False}
+    assert steps["apply"]["hosts"]["fleet-04"]["summary"] == "upgraded runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1"
+    assert steps["record-after"]["hosts"]["fleet-04"]["summary"] == \
+        "runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1; reboot pending"
+    assert "\n  fleet-02: upgraded runbook-demo 1.0 -> 2.0, runbook-sec 1.0 -> 1.1\n" in stderr
     assert steps["apply"]["data"]["reboot"]["fleet-04"] == {"required": True, "rebooted": False}
     assert "fleet-04: a reboot is required (allow_reboot is false)" in _step_stdout(state_dir, record, "apply")
     assert steps["record-after"]["data"]["reboot_pending"] == {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -246,7 +247,7 @@ def test_markdown_report_keeps_every_signoff_and_the_step_data(alien: Path, tmp_
     for item in ("Window announced", "On-call engineer informed"):
         row = cells[cells.index(item) - 1: cells.index(item) + 5]
         assert row[0] == "announce" and row[2] == "confirmed" and row[5] == "old=SN-OLD-123 new=SN-NEW-456 | bay 2"  # the note, whole
-        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", row[4])  # when
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ([A-Z]{2,5}|[+-]\d{4})$", row[4])  # when
     assert "bob@example" in cells and "go ahead, CHG-42" in cells and "approved" in cells
     fences = [t.content for t in tokens if t.type == "fence"]
     assert any("notes:" in f and "precheck" in f for f in fences)  # the step data, as YAML
@@ -348,8 +349,11 @@ def test_site_in_chromium_has_no_broken_link(alien: Path, tmp_path: Path) -> Non
     assert run.by_id("run-status").text().strip() == "succeeded" and "CHG-42" in run.by_id("signoffs").text()
 
 
-def test_values_are_written_as_people_write_them() -> None:
+def test_values_are_written_as_people_write_them(monkeypatch: pytest.MonkeyPatch) -> None:
     from runner.reports.values import human, human_block, human_time
+
+    monkeypatch.setenv("TZ", "UTC")  # times are written in the machine's zone (runner/times.py)
+    time.tzset()
 
     assert [human(v) for v in (None, False, True, ["cron"], [], {"a": None, "b": 2}, 1.0, 2.5, "x")] == [
         "-", "false", "true", "cron", "(none)", "a=-, b=2", "1", "2.5", "x"]
@@ -393,3 +397,29 @@ def test_log_data_for_one_host(alien: Path) -> None:
     assert len(hosts) >= 2, everyone
     one = runbook("log", "last", "--data", "--host", hosts[0], cwd=alien).stdout
     assert f"{hosts[0]}: hi there" in one and f"{hosts[1]}: hi there" not in one
+
+
+def test_access_needed_sees_writes_under_var_and_become_in_roles(tmp_path: Path) -> None:
+    """A playbook that writes under /var without become needs root (or that folder's owner); a role's
+    task-level become is sudo all the same. The manual used to say "no root needed" for both."""
+    ws = tmp_path / "ws"
+    for folder in ("runbooks", "playbooks", "inventories", "roles/priv/tasks"):
+        (ws / folder).mkdir(parents=True)
+    (ws / "inventories" / "local.yml").write_text("all: {hosts: {localhost: {ansible_connection: local}}}\n")
+    (ws / "playbooks" / "writes.yml").write_text(
+        "- hosts: all\n  tasks:\n    - name: Write the config\n      ansible.builtin.copy:\n"
+        "        dest: /var/lib/app/app.conf\n        content: x\n    - name: Scratch is fine\n"
+        "      ansible.builtin.file: {path: /var/tmp/scratch, state: directory}\n")
+    (ws / "playbooks" / "role.yml").write_text("- hosts: all\n  roles: [priv]\n")
+    (ws / "roles" / "priv" / "tasks" / "main.yml").write_text(
+        "- name: Restart\n  ansible.builtin.command: systemctl restart app\n  become: true\n")
+    for name, playbook in (("writes", "writes.yml"), ("role", "role.yml")):
+        (ws / "runbooks" / f"{name}.yml").write_text(
+            f"apiVersion: runbook/v1\nname: {name}\ntitle: T\nversion: 1.0.0\nkind: operation\nowner: me\n"
+            f"steps:\n  - name: go\n    playbook: {playbook}\n")
+    assert runbook("docs", "--format", "md", "-o", str(tmp_path / "out"), cwd=ws).returncode == 0
+    writes = (tmp_path / "out" / "writes.md").read_text()
+    access = next(line for line in writes.splitlines() if "**Access needed**" in line)
+    assert "no root needed" not in access and "`/var/lib/app`" in access and "/var/tmp" not in access
+    role = (tmp_path / "out" / "role.md").read_text()
+    assert "with sudo (the playbooks use `become`)" in role

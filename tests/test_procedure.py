@@ -154,6 +154,8 @@ def test_conflicting_run_exits_6_naming_the_holder(backend: str, alien: Path, st
         started = time.monotonic()
         blocked = runbook("run", "other-locker", cwd=alien)
         assert blocked.returncode == 6 and run_id in blocked.stderr
+        operator, host = _records(state_dir)[0]["operator"], _records(state_dir)[0]["hostname"]
+        assert f"(operator {operator}, host {host})" in blocked.stderr  # as README promises, on either store
         waited = runbook("run", "other-locker", "--wait-lock", "2s", cwd=alien)
         assert waited.returncode == 6 and "after waiting 2s" in waited.stderr
         assert time.monotonic() - started >= 2

@@ -44,6 +44,9 @@ def test_health_check_passes_on_localhost_and_is_recorded(tmp_path: Path, state_
     step = record["steps"][0]
     assert step["status"] == "succeeded" and step["hosts"]["localhost"]["failed"] == 0
     assert step["hosts"]["localhost"]["ok"] > 0
+    # The figures are on screen under the step and in the record (runbook_summary), not only in the log.
+    assert step["hosts"]["localhost"]["summary"].startswith("healthy: load ")
+    assert "\n  localhost: healthy: load " in done.stderr and "worst disk /" in done.stderr
     assert _records(state_dir)[0]["id"] == record["id"]
     assert _rows(state_dir, "SELECT id, status, operator FROM runs") == [(record["id"], "succeeded", "alice")]
     assert _rows(state_dir, "SELECT host, failed FROM host_results") == [("localhost", 0)]

@@ -7,6 +7,7 @@ from runner.definition.durations import format_duration, parse_duration
 from runner.errors import UsageError
 from runner.output import emit, emit_json, table
 from runner.store.records import iso
+from runner.times import human_time
 from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
@@ -32,7 +33,7 @@ def history(ws: Workspace, name: str | None, status: str | None, since: str | No
     emit(table(
         ("RUN", "STATUS", "VERSION", "STARTED", "DURATION", "OPERATOR", "TRIGGER", "FAILED HOSTS"),
         [(r.id, r.status + (" (check)" if r.check_mode else ""), r.version,
-          time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at)),
+          human_time(r.started_at),
           format_duration(r.duration) if r.duration is not None else "-", r.operator, r.trigger, r.hosts_failed)
          for r in rows],
     ))

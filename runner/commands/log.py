@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 from runner.errors import UsageError
-from runner.store.records import RunRecord, StepRecord, iso
+from runner.store.records import RunRecord, StepRecord
+from runner.times import human_time
 from runner.store.backends import open_store
 from runner.store.base import Store
 from runner.definition.workspace import Workspace
@@ -48,15 +49,30 @@ def _print_data(step: StepRecord, host: str | None) -> None:
 
     print(f"== step {step.index + 1} {step.name} ({step.type}): {step.status}")
     for signoff in step.signoffs:
-        print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"
+        print(f"   {signoff.decision} by {signoff.who} at {human_time(signoff.at)}"
               + (f": {signoff.item}" if signoff.item else "") + (f" ({signoff.note})" if signoff.note else ""))
+    _print_summaries(step, host)
     data = step.data
     if host is not None:  # the usual shape is {key: {host: value}}: keep that host's part
         data = {k: {host: v[host]} for k, v in data.items() if isinstance(v, dict) and host in v}
     if data:
         print("\n".join(f"   {line}" for line in human_block(data).splitlines()))
-    elif not step.signoffs:
+    elif not step.signoffs and not _summaries(step, host):
         print("   (no step data)")
+
+
+def _summaries(step: StepRecord, host: str | None) -> list[str]:
+    """The playbook's per-host summary lines (runbook_summary), `host: line`."""
+    return [f"{name}: {line}" for name, result in sorted(step.hosts.items()) if host in (None, name)
+            for line in result.summary.splitlines()]
+
+
+def _print_summaries(step: StepRecord, host: str | None, heading: str = "") -> None:
+    lines = _summaries(step, host)
+    if lines and heading:
+        print(heading)
+    for line in lines:
+        print(f"   {line}")
 
 
 def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | None) -> None:
@@ -64,13 +80,14 @@ def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | N
     print(f"== step {step.index + 1} {step.name} ({kind}): {step.status}"
           + (f" - {step.message}" if step.message else ""))
     for signoff in step.signoffs:
-        print(f"   {signoff.decision} by {signoff.who} at {iso(signoff.at)}"
+        print(f"   {signoff.decision} by {signoff.who} at {human_time(signoff.at)}"
               + (f": {signoff.item}" if signoff.item else "") + (f" ({signoff.note})" if signoff.note else ""))
     folder = step.folder(store.run_dir(record.id))
     if host is None:
         path = folder / "stdout"
         if path.exists():
             sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+        _print_summaries(step, host, "-- summary")
         return
     for line in host_lines(folder, host):
         print(line)
@@ -78,6 +95,7 @@ def _print_step(store: Store, record: RunRecord, step: StepRecord, host: str | N
     if result:
         print(f"-- {host}: ok={result.ok} changed={result.changed} failed={result.failed} "
               f"unreachable={result.unreachable} skipped={result.skipped}" + (f": {result.message}" if result.message else ""))
+        _print_summaries(step, host)
 
 
 def host_lines(folder: Path, host: str) -> Iterator[str]:

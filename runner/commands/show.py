@@ -11,6 +11,7 @@ from runner.reports.playbooks import recorded_keys, task_names
 from runner.reports.procedures import PastRuns, past_runs, run_command
 from runner.reports.values import human
 from runner.store.records import iso
+from runner.times import human_time
 from runner.store.backends import open_store
 from runner.store.base import StoreUnavailableError
 from runner.definition.workspace import Workspace
@@ -90,7 +91,7 @@ def _document(ws: Workspace, rb: Runbook, runs: list, durations: PastRuns) -> li
     if rb.schedule:
         out += ["", "Schedule:"] + [f"  {s.cron}  {human(dict(s.params)) if s.params else ''} {s.inventory or ''}".rstrip()
                                     for s in rb.schedule]
-    out += ["", "Last runs:"] + ([f"  {r.id}  {r.status}" for r in runs] or ["  (none)"])
+    out += ["", "Last runs:"] + ([f"  {r.id}  {r.status}  {human_time(r.started_at)}" for r in runs] or ["  (none)"])
     out += ["", "Run it:", f"  {run_command(ws, rb)}",
             "", "What the steps recorded: runbook log RUN --data  (the full manual: runbook docs)"]
     return out

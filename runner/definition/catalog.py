@@ -3,6 +3,7 @@ so listing hundreds of runbooks stays fast."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +21,23 @@ class Entry:
     tags: tuple[str, ...]
     maintenance_type: str
     error: str = ""
+    description: str = ""  # searched by `list --search`, not listed
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "description"}
         data["tags"] = list(self.tags)
         if not self.error:
             data.pop("error")
         return data
+
+    def matches(self, words: list[str]) -> bool:
+        """Every word is in the name, title, tags or description (case and width ignored: `ＤＩＳＫ` is `disk`)."""
+        text = _folded(" ".join([self.name, self.title, *self.tags, self.description]))
+        return all(_folded(word) in text for word in words)
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def read_entry(path: Path, display: str | None = None) -> Entry:
@@ -63,6 +74,7 @@ def read_entry(path: Path, display: str | None = None) -> Entry:
         owner=str(data.get("owner", "")),
         tags=tuple(str(t) for t in tags),
         maintenance_type=str(data.get("maintenance_type") or ""),
+        description=str(data.get("description") or ""),
     )
 
 
@@ -74,8 +86,11 @@ def entries(ws: Workspace, tag: str | None = None, kind: str | None = None) -> l
     return entries_matching(_cached_entries(ws), tag, kind)
 
 
-def entries_matching(found: list[Entry], tag: str | None = None, kind: str | None = None) -> list[Entry]:
-    return [e for e in found if (tag is None or tag in e.tags) and (kind is None or e.kind == kind)]
+def entries_matching(found: list[Entry], tag: str | None = None, kind: str | None = None,
+                     search: str | None = None) -> list[Entry]:
+    words = (search or "").split()
+    return [e for e in found if (tag is None or tag in e.tags) and (kind is None or e.kind == kind)
+            and e.matches(words)]
 
 
 def _cached_entries(ws: Workspace) -> list[Entry]:
@@ -96,11 +111,12 @@ def _cached_entries(ws: Workspace) -> list[Entry]:
         key, stamp = str(path), [stat.st_mtime_ns, stat.st_size]
         cached = cache.get(key) if isinstance(cache, dict) else None
         try:
-            entry = Entry(**{**cached[1], "tags": tuple(cached[1]["tags"])}) if cached and cached[0] == stamp else None
+            current = cached is not None and cached[0] == stamp and "description" in cached[1]  # older caches: none
+            entry = Entry(**{**cached[1], "tags": tuple(cached[1]["tags"])}) if cached is not None and current else None
         except (TypeError, KeyError, IndexError):
             entry = None  # a damaged cache only costs a re-read
         entry = entry or read_entry(path, ws.display(path))
-        fresh[key] = [stamp, entry.to_dict() | {"error": entry.error}]
+        fresh[key] = [stamp, entry.to_dict() | {"error": entry.error, "description": entry.description}]
         found.append(entry)
     if fresh != cache:
         from runner.store.files import make_private_dir, write_private

@@ -22,8 +22,10 @@ from runner.execution.extravars import unsafe_yaml
 from runner.store.ids import MARKER
 from runner.execution.progress import Progress
 from runner.execution.scratch import scratch_dir
+from runner.execution.summaries import summary_of
 from runner.store.records import HostResult
 from runner.store.redact import Scrubber
+from runner.output import shorten
 from runner.store.files import make_private_dir, open_private, write_private
 
 if TYPE_CHECKING:
@@ -232,6 +234,7 @@ class _EventSink:
         self.stats: dict[str, dict[str, int]] | None = None
         self.data: dict[str, Any] = {}
         self.messages: dict[str, str] = {}
+        self.summaries: dict[str, str] = {}
         self.hosts_seen: set[str] = set()
         self.tail: list[str] = []
         self.failed: Exception | None = None  # the first event that could not be kept (a full disk): no more are
@@ -293,6 +296,9 @@ class _EventSink:
             self.progress.host_started(host)
         elif kind in ("runner_on_ok", "runner_on_skipped") and host:
             self.hosts_seen.add(host)
+            summary = summary_of(data.get("res"), self.scrub.text) if kind == "runner_on_ok" else None
+            if summary is not None:
+                self.summaries[host] = summary
             outcome = "skipped" if kind == "runner_on_skipped" else ("changed" if (data.get("res") or {}).get("changed") else "ok")
             self.progress.host_result(host, outcome)
         elif kind in ("runner_on_failed", "runner_on_unreachable") and host:
@@ -302,9 +308,9 @@ class _EventSink:
             task = data.get("task", "")
             ignored = kind == "runner_on_failed" and data.get("ignore_errors")
             if not ignored:
-                self.messages[host] = f"{task}: {message}"[:1000] if task else message[:1000]
+                self.messages[host] = shorten(f"{task}: {message}" if task else message, 1000)
             outcome = "unreachable" if kind == "runner_on_unreachable" else ("ok" if ignored else "failed")
-            self.progress.host_result(host, outcome, "" if ignored else message.splitlines()[0][:300] if message else "")
+            self.progress.host_result(host, outcome, "" if ignored else shorten(message.splitlines()[0], 300) if message else "")
         elif kind == "playbook_on_stats":
             self.stats = {k: dict(v or {}) for k, v in data.items() if isinstance(v, dict) and k != "artifact_data"}
             self.data = json.loads(json.dumps(self.scrub.data(data.get("artifact_data") or {}), default=str))
@@ -317,6 +323,7 @@ class _EventSink:
                 ok=stats.get("ok", {}).get(name, 0), changed=stats.get("changed", {}).get(name, 0),
                 failed=stats.get("failures", {}).get(name, 0), unreachable=stats.get("dark", {}).get(name, 0),
                 skipped=stats.get("skipped", {}).get(name, 0), message=self.messages.get(name, ""),
+                summary=self.summaries.get(name, ""),
             )
         if status == "canceled":
             return StepOutcome("canceled", rc, "canceled", hosts)

@@ -332,7 +332,7 @@ class Execution:
             if not evaluate(step.when, self.request.params.values):
                 step_record.status = "skipped"
                 step_record.message = f"when: {step.when} is false"
-                self.progress.step_skipped(step_record, total, step_record.message)
+                self.progress.step_skipped(step_record, total, step_record.message, len(self.runbook.on_failure))
                 self.store.save(record)
                 return _NEXT
         if step_record.started_at is None:
@@ -344,7 +344,8 @@ class Execution:
         detail += f" on worker {worker.name}" if worker else ""
         if step.type != "playbook" or worker is not None:
             ahead.discard()  # only a playbook run here takes the interpreter started ahead
-        self.progress.step_started(step_record, total, detail + (" (resumed)" if action else ""))
+        self.progress.step_started(step_record, total, detail + (" (resumed)" if action else ""),
+                                   len(self.runbook.on_failure))
         if step.type == "playbook":
             self._playbook_with_retries(record, step, step_record, extra or {})
         elif self.request.check and action is None:

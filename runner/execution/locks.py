@@ -18,8 +18,9 @@ class RunLock:
         self.name = name
         self._fd: int | None = None
 
-    def acquire(self, holder: str, wait: float | None = None) -> None:
-        """Take the lock for `holder` (a run id), waiting up to `wait` seconds; LockedError names the holder."""
+    def acquire(self, holder: str, wait: float | None = None, operator: str = "", hostname: str = "") -> None:
+        """Take the lock for `holder` (a run id, its operator and host), waiting up to `wait` seconds;
+        LockedError names the holder as the team store does: run, operator, host."""
         fd = self._open()
         deadline = time.monotonic() + (wait or 0)
         while True:
@@ -32,13 +33,14 @@ class RunLock:
                     os.close(fd)
                     waited = f" after waiting {wait:g}s" if wait else ""
                     raise LockedError(
-                        f"lock {self.name!r} is held by run {current or '(unknown)'}{waited}; "
+                        f"lock {self.name!r} is held by {current}{waited}; "
                         "wait with --wait-lock DUR, or see: runbook history"
                     ) from None
                 time.sleep(0.2)
         # Ours, regular, not linked anywhere else (checked in _open) and locked: safe to rewrite.
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{holder} {os.getpid()}\n".encode(), 0)
+        who = " ".join(operator.split()) or "?", " ".join(hostname.split()) or "?"  # one line each
+        os.pwrite(fd, f"{holder} {os.getpid()}\n{who[0]}\n{who[1]}\n".encode(), 0)
         self._fd = fd
 
     def _open(self) -> int:
@@ -73,6 +75,10 @@ class RunLock:
             self._fd = None
 
 
-def _holder(fd: int) -> str | None:
-    text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
-    return text[0] if text else None
+def _holder(fd: int) -> str:
+    """`run ID (operator O, host H)` from the lock file: `ID PID`, then the operator and the host, a line each."""
+    lines = os.pread(fd, 2000, 0).decode("utf-8", "replace").splitlines()
+    run_id = lines[0].split()[0] if lines and lines[0].split() else "(unknown)"
+    if len(lines) < 3:
+        return f"run {run_id}"
+    return f"run {run_id} (operator {lines[1]}, host {lines[2]})"

@@ -22,6 +22,14 @@ def paint(text: str, status: str, color: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if color and code else text
 
 
+def step_label(step: StepRecord, total: int, handlers: int = 0) -> str:
+    """`[2/5 restart]`; an on_failure handler counts apart, `[on_failure 1/1 rollback]` (index past the
+    steps: handlers are appended to the record after them)."""
+    if step.handler:
+        return f"[on_failure {step.index - total + 1}/{max(handlers, step.index - total + 1)} {step.name}]"
+    return f"[{step.index + 1}/{total} {step.name}]"
+
+
 class Progress:
     """What a run shows while it works. quiet: only errors and the final line (for cron)."""
 
@@ -61,13 +69,13 @@ class Progress:
         self._line(f"run {record.id}: {record.runbook} {record.version} on {record.inventory}"
                    + (f" (limit {record.limit})" if record.limit else "") + (" [check mode]" if record.check else ""))
 
-    def step_started(self, step: StepRecord, total: int, detail: str = "") -> None:
-        self._label = f"[{step.index + 1}/{total} {step.name}]"
+    def step_started(self, step: StepRecord, total: int, detail: str = "", handlers: int = 0) -> None:
+        self._label = step_label(step, total, handlers)
         self._task = ""
         self._line(f"{self._label} {detail}".rstrip())
 
-    def step_skipped(self, step: StepRecord, total: int, reason: str) -> None:
-        self._line(f"[{step.index + 1}/{total} {step.name}] skipped: {reason}")
+    def step_skipped(self, step: StepRecord, total: int, reason: str, handlers: int = 0) -> None:
+        self._line(f"{step_label(step, total, handlers)} skipped: {reason}")
 
     def task_started(self, name: str) -> None:
         self._task = name
@@ -102,6 +110,9 @@ class Progress:
         if step.message and not step.hosts:
             text += f": {step.message}"
         self._line(text, always=step.status not in ("succeeded", "skipped"), status=step.status)
+        for host, result in sorted(step.hosts.items()):
+            for line in result.summary.splitlines():
+                self._line(f"  {host}: {line}")
 
     def note(self, text: str) -> None:
         self._line(text, always=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ class Sample:
     at: float
     used_mib: float
     size_mib: float
+    used_pct: float | None = None  # as measured (df: used / (used + available), rounded up), when recorded
 
 
 @dataclass
@@ -37,7 +39,10 @@ class Trend:
 
     @property
     def used_pct(self) -> float:
-        return 100.0 * self.current.used_mib / self.current.size_mib if self.current.size_mib else 0.0
+        """The use the run measured; else used / size, rounded up as df does (1% used never reads 0%)."""
+        if self.current.used_pct is not None:
+            return self.current.used_pct
+        return math.ceil(100.0 * self.current.used_mib / self.current.size_mib) if self.current.size_mib else 0.0
 
     @property
     def growth_mib_per_day(self) -> float | None:
@@ -142,8 +147,17 @@ def _samples(record: RunRecord) -> list[tuple[str, str, str, Sample]]:
             filesystems = figures.get("filesystems") if isinstance(figures, dict) else None
             for mount, fs in (filesystems or {}).items() if isinstance(filesystems, dict) else ():
                 try:
-                    sample = Sample(at, float(fs["used_mib"]), float(fs["size_mib"]))
+                    sample = Sample(at, float(fs["used_mib"]), float(fs["size_mib"]), _percent(fs.get("used_pct")))
                 except (KeyError, TypeError, ValueError):
                     continue
                 found.append((str(host), str(mount), str(fs.get("fstype", "")), sample))
     return found
+
+
+def _percent(value: Any) -> float | None:
+    """A recorded percentage (0 to 100), or None when it is missing or not one."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0.0 <= number <= 100.0 else None

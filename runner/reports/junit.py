@@ -70,6 +70,9 @@ def _suite(record: RunRecord, step: StepRecord, run_dir: Path) -> ET.Element:
         suite.append(case)
     for key, value in counts.items():
         suite.set(key, str(value))
+    results = [f"{host}: {line}" for host, r in sorted(step.hosts.items()) for line in r.summary.splitlines()]
+    if results:  # what the playbook said of each host (runbook_summary), where CI shows a suite's output
+        ET.SubElement(suite, "system-out").text = "\n".join(results)
     return suite
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from runner.definition.durations import format_duration
 from runner.errors import RunbookError
-from runner.store.records import iso
+from runner.times import human_time
 from runner.store.base import HistoryRow, Store
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def _percent(value: float | None) -> str:
 
 def _markdown(s: Summary) -> str:
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "none"
-    lines = [f"# Runbook summary: {iso(s.since)} to {iso(s.until)}", "",
+    lines = [f"# Runbook summary: {human_time(s.since)} to {human_time(s.until)}", "",
              f"{s.total} runs, success rate {s.success_rate:.1f}% ({statuses})."]
     if s.check_total:
         checks = ", ".join(f"{k} {v}" for k, v in sorted(s.check_by_status.items()))
@@ -264,7 +264,7 @@ def _markdown(s: Summary) -> str:
                   f"{_cell(h.last_message)} |" for h in s.failing_hosts]
     if s.failures:
         lines += ["", "## Failed runs", ""]
-        lines += [f"- `{f.id}` {f.runbook}: {f.status} at {iso(f.started_at)}: {_cell(f.reason)}" for f in s.failures]
+        lines += [f"- `{f.id}` {f.runbook}: {f.status} at {human_time(f.started_at)}: {_cell(f.reason)}" for f in s.failures]
     return "\n".join(lines) + "\n"
 
 

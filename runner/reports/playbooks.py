@@ -38,6 +38,38 @@ def recorded_keys(playbook: Path, roles_dir: Path) -> list[str]:
     return list(dict.fromkeys(_walk(playbook, roles_dir, _stats_keys, play_names=False)))
 
 
+def privileges(playbook: Path, roles_dir: Path) -> tuple[bool, list[str]]:
+    """Whether a task (roles and includes expanded) asks for `become`, and the system folders the tasks
+    write to (/var/lib/app, /etc/app): what decides whether the manual may say "no root needed"."""
+    marks = _walk(playbook, roles_dir, _privilege_marks, play_names=False)
+    return "become" in marks, sorted({m for m in marks if m != "become"})
+
+
+_WRITERS = {"copy", "template", "file", "lineinfile", "blockinfile", "replace", "unarchive", "get_url",
+            "ini_file", "archive", "assemble"}
+_SYSTEM = ("/var/", "/etc/", "/usr/", "/opt/", "/srv/", "/boot/", "/root/")
+_WORLD_WRITABLE = ("/var/tmp/", "/tmp/")
+
+
+def _privilege_marks(task: dict[str, Any]) -> list[str]:
+    marks = ["become"] if _truthy(task.get("become")) else []
+    module = next((k for k in task if isinstance(k, str) and k.rsplit(".", 1)[-1] in _WRITERS), None)
+    if module is None:
+        return marks
+    args = task[module] if isinstance(task[module], dict) else task.get("args")
+    if isinstance(task[module], str):  # the `module: dest=/x mode=0644` form
+        args = dict(word.split("=", 1) for word in task[module].split() if "=" in word)
+    target = next((args[k] for k in ("dest", "path") if isinstance(args, dict) and isinstance(args.get(k), str)), "")
+    if target.startswith(_SYSTEM) and not target.startswith(_WORLD_WRITABLE):
+        marks.append("/".join(target.split("/")[:4]).split("{{")[0].rstrip("/"))
+    return marks
+
+
+def _truthy(value: Any) -> bool:
+    """become: true / yes / a template (it may well be true at run time)."""
+    return value is True or (isinstance(value, str) and (value.strip().lower() in ("yes", "true") or "{{" in value))
+
+
 def _name(task: dict[str, Any]) -> list[str]:
     name = task.get("name")
     return [name if isinstance(name, str) and name else _module_name(task)]

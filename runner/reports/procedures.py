@@ -16,7 +16,7 @@ from runner.definition.durations import format_duration
 from runner.definition.model import Runbook, Step
 from runner.definition.workspace import Workspace
 from runner.reports.markup import code, demote, escape, fenced, neutral, sections, to_html
-from runner.reports.playbooks import recorded_keys, task_names
+from runner.reports.playbooks import privileges, recorded_keys, task_names
 from runner.reports.values import human
 
 if TYPE_CHECKING:
@@ -135,12 +135,23 @@ def _before(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
 
 
 def _access(ws: Workspace, rb: Runbook) -> str:
-    become = any(_uses_become(ws.playbook_path(s.playbook)) for s in rb.steps + rb.on_failure if s.playbook)
+    become, writes = False, []
+    for step in (s for s in rb.steps + rb.on_failure if s.playbook):
+        path = ws.playbook_path(step.playbook or "")
+        uses, written = privileges(path, ws.roles_dir)
+        become = become or uses or _uses_become(path)
+        writes += written
     where = "the local machine" if (rb.inventory or "") == "local" else "SSH to every target host as the inventory's user"
-    return where + (", with sudo (the playbooks use `become`)." if become else ", no root needed.")
+    if become:
+        return where + ", with sudo (the playbooks use `become`)."
+    if writes:
+        shown = ", ".join(code(w) for w in sorted(set(writes)))
+        return where + f", as root or a user who may write to {shown} (the playbooks write there without `become`)."
+    return where + ", no root needed."
 
 
 def _uses_become(playbook: Path) -> bool:
+    """A play-level `become: true` (task-level ones, in roles too, are found by `privileges`)."""
     try:
         text = playbook.read_text(encoding="utf-8")
     except OSError:

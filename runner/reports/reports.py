@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.definition.durations import format_duration
-from runner.reports.values import human, human_block, human_time
+from runner.reports.values import human, human_block
+from runner.times import human_time
 from runner.store.records import RunRecord, iso
 
 _TEMPLATES = Path(__file__).parent / "templates"

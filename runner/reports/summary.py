@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from runner.definition.durations import format_duration
 from runner.reports.markup import escape, fenced
-from runner.reports.values import human, human_block, human_time
+from runner.reports.values import human, human_block
+from runner.times import human_time
 from runner.store.records import RunRecord
 
 _ICONS = {"succeeded": "✅", "failed": "❌", "skipped": "⏭", "waiting": "⏸", "pending": "·",
@@ -33,6 +34,10 @@ def markdown(record: RunRecord) -> str:
     if failures:
         lines += ["", "| step | host | problem |", "|---|---|---|"]
         lines += [f"| {s} | {h} | {_cell(m) or 'unreachable'} |" for s, h, m in failures]
+    results = [(s.name, h, line) for s in record.steps for h, r in sorted(s.hosts.items()) for line in r.summary.splitlines()]
+    if results:
+        lines += ["", "**Results**", "", "| step | host | result |", "|---|---|---|"]
+        lines += [f"| {_cell(s)} | {_cell(h)} | {_cell(line)} |" for s, h, line in results]
     if record.params:
         lines += ["", "| parameter | value |", "|---|---|"]
         lines += [f"| {_cell(k)} | {_cell(human(v))} |" for k, v in record.params.items()]
@@ -47,6 +52,8 @@ def markdown(record: RunRecord) -> str:
         text = "\n".join(block[:_DATA_LINES]) + (more if len(block) > _DATA_LINES else "")
         lines += ["", f"**Step data: {escape(step.name)}**", ""] + fenced(text, "yaml")
     lines += ["", f"Started {human_time(record.started_at)}" + (f", job {record.ci_job_url}" if record.ci_job_url else "") + "."]
+    lines += [f"Resumed by {_cell(r.who)} at {human_time(r.at)}" + (f" on {_cell(r.host)}" if r.host else "")
+              + (f": {_cell(r.note)}" if r.note else "") + "." for r in record.resumes]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from runner.times import human_time as human_time  # the one formatter of times (runner/times.py), also here
+
 
 def human(value: Any) -> str:
     """One line: `-` for nothing, true/false, lists comma-separated, mappings as key=value."""
@@ -46,12 +48,3 @@ def _number(value: float) -> str:
     if math.isnan(value) or math.isinf(value):
         return str(value)
     return str(int(value)) if value.is_integer() else f"{value:.6g}"
-
-
-def human_time(timestamp: float | None) -> str:
-    """A moment as people write it in a log book: 2026-11-30 06:36:55 UTC."""
-    import datetime as dt
-
-    if timestamp is None:
-        return "-"
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

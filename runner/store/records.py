@@ -37,6 +37,7 @@ class HostResult:
     unreachable: int = 0
     skipped: int = 0
     message: str = ""
+    summary: str = ""  # what the playbook said of this host for people (runbook_summary), lines joined by \n
 
     @property
     def outcome(self) -> str:

@@ -288,7 +288,7 @@ class SqliteStore(BaseStore):
     def lock(self, name: str, holder: RunRecord, wait: float | None) -> AbstractContextManager[None]:
         from runner.execution.locks import RunLock
 
-        return _file_lock(RunLock(self.locks_dir, name), holder.id, wait)
+        return _file_lock(RunLock(self.locks_dir, name), holder, wait)
 
     def schema_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -305,8 +305,8 @@ class SqliteStore(BaseStore):
 
 
 @contextmanager
-def _file_lock(lock: Any, holder: str, wait: float | None) -> Iterator[None]:
-    lock.acquire(holder, wait)
+def _file_lock(lock: Any, holder: RunRecord, wait: float | None) -> Iterator[None]:
+    lock.acquire(holder.id, wait, holder.operator, holder.hostname)
     try:
         yield
     finally:

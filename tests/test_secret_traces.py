@@ -179,3 +179,20 @@ def test_crash_message_and_error_log_are_scrubbed(ws: Path) -> None:
     assert "UndefinedError" in text and "***" in text and secret not in text
     record = json.loads(runbook("history", "--json", cwd=ws).stdout)[0]
     assert secret not in json.dumps(record)
+
+
+def test_vars_plugins_of_the_workspace_still_load_beside_runbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming our plugin folder in ANSIBLE_VARS_PLUGINS must not hide the ones Ansible would have found."""
+    from runner.execution.ansible_step import temp_folders
+
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nforks = 5\n")
+    monkeypatch.delenv("ANSIBLE_VARS_PLUGINS", raising=False)
+    monkeypatch.delenv("ANSIBLE_HOME", raising=False)
+    paths = temp_folders(tmp_path / "scratch", cfg)["ANSIBLE_VARS_PLUGINS"].split(os.pathsep)
+    assert paths[0].endswith("runner/execution/vars_plugins")
+    assert paths[1:] == ["~/.ansible/plugins/vars", "/usr/share/ansible/plugins/vars"]
+    cfg.write_text("[defaults]\nvars_plugins = /srv/plugins/vars\n")
+    assert temp_folders(tmp_path / "scratch", cfg)["ANSIBLE_VARS_PLUGINS"].split(os.pathsep)[1:] == ["/srv/plugins/vars"]
+    monkeypatch.setenv("ANSIBLE_VARS_PLUGINS", "/opt/vars")
+    assert temp_folders(tmp_path / "scratch", cfg)["ANSIBLE_VARS_PLUGINS"].split(os.pathsep)[1:] == ["/opt/vars"]

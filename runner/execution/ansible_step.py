@@ -139,7 +139,7 @@ def _run_ansible(job: PlaybookRun, scratch: Path, args: list[str], scrub: Scrubb
         forks=job.forks,
         envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
                  "PATH": _path_with_ansible(), MARKER: job.run_id, _EVENTS_PIPE: str(events_pipe),
-                 **temp_folders(scratch), **job.env},
+                 **temp_folders(scratch, job.ansible_cfg), **job.env},
         ident=_IDENT,
         quiet=True,
         fact_cache_type="memory",
@@ -185,13 +185,23 @@ def enter_ansible_runner() -> None:
     package.plugins = {}  # type: ignore[attr-defined]  # what __init__ fills from the entry points
 
 
-def temp_folders(scratch: Path) -> dict[str, str]:
+def temp_folders(scratch: Path, ansible_cfg: Path) -> dict[str, str]:
     """Ansible's temp folders on this machine inside the step's private scratch folder, so that what a
     task leaves there (its module and arguments, a secret among them) goes with the folder, even after
     kill -9: the local temp, and the remote temp of hosts on the local connection (vars_plugins/)."""
-    plugins = [str(_VARS_DIR), os.environ.get("ANSIBLE_VARS_PLUGINS", "")]
     return {"ANSIBLE_LOCAL_TEMP": str(scratch / "local"), _REMOTE_TMP: str(scratch / "remote"),
-            "ANSIBLE_VARS_PLUGINS": os.pathsep.join(p for p in plugins if p)}
+            "ANSIBLE_VARS_PLUGINS": os.pathsep.join([str(_VARS_DIR), _vars_plugins(ansible_cfg)])}
+
+
+def _vars_plugins(ansible_cfg: Path) -> str:
+    """Where Ansible would look for vars plugins without ours: the variable, the run's ansible.cfg, or
+    Ansible's default (the variable replaces the other two)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ansible_cfg, encoding="utf-8")
+    default = os.environ.get("ANSIBLE_HOME", "~/.ansible") + "/plugins/vars:/usr/share/ansible/plugins/vars"
+    return os.environ.get("ANSIBLE_VARS_PLUGINS") or str(parser.get("defaults", "vars_plugins", fallback=default))
 
 
 def child_env(env: Mapping[str, str], scrub: Scrubber, protected: Mapping[str, str] | None = None) -> dict[str, str]:

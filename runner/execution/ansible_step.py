@@ -36,6 +36,7 @@ _CALLBACK = "runbook_events"
 _CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 _EVENTS_PIPE = "RUNBOOK_EVENTS_PIPE"
 _VARS_DIR = Path(__file__).resolve().parent / "vars_plugins"
+REMOTE_TMP_PLUGIN = _VARS_DIR / "runbook_tmp.py"
 _REMOTE_TMP = "RUNBOOK_REMOTE_TMP"  # read by vars_plugins/runbook_tmp.py
 _IDENT = "ansible"  # ansible-runner's name for the invocation: its artifacts folder, the events' runner_ident
 

@@ -144,7 +144,9 @@ def test_secret_inside_path_and_the_state_dir_breaks_nothing(ws: Path, tmp_path:
         run_id = next((state / "runs").iterdir()).name
         environs = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in marked(run_id)]
         assert environs, "ansible-playbook should be running the linger task"
-        assert all(f"PATH={path}".encode() in env for env in environs)
+        # (The interpreter started ahead shows the start-up environment it was given: no RUNBOOK_STATE_DIR.)
+        assert all(f"PATH={path}".encode() in env and f"RUNBOOK_RUN_MARKER={run_id}".encode() in env
+                   for env in environs)
         done = runbook("cancel", run_id, cwd=ws, env={"RUNBOOK_STATE_DIR": str(state)})
         assert done.returncode == 0, done.stderr
         out, err = proc.communicate(timeout=60)

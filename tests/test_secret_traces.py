@@ -43,7 +43,7 @@ def ws(tmp_path: Path) -> Path:
     (root / "inventories" / "local.yml").write_text(_INVENTORY)
     (root / "playbooks" / "linger.yml").write_text(_LINGER)
     (root / "runbooks" / "linger.yml").write_text(_runbook("linger"))
-    (root / "runbooks" / "linger-timeout.yml").write_text(_runbook("linger-timeout", "    timeout: 6s\n"))
+    (root / "runbooks" / "linger-timeout.yml").write_text(_runbook("linger-timeout", "    timeout: 15s\n"))
     crash = "    vars:\n      looked_up: \"{{ params[params.token] }}\"\n"
     (root / "runbooks" / "crash.yml").write_text(_runbook("crash", vars_=crash))
     return root
@@ -74,14 +74,15 @@ def _lingering(ws: Path, proc: subprocess.Popen[bytes], secret: str) -> str:
     state = Path(os.environ["RUNBOOK_STATE_DIR"])
     _wait_for_step_output(state, "TASK [linger]", proc)
     run_id = next((state / "runs").iterdir()).name
+    scratch = [Path("/dev/shm"), Path(tempfile.gettempdir())]
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        held = _files_holding(secret.encode(), [Path("/dev/shm"), Path(tempfile.gettempdir())])
-        if held:  # Ansible's AnsiballZ_command.py: inside the run's own scratch folder, nowhere else
-            assert all(f"runbook-{run_id}-" in str(path) for path in held), held
+    while time.monotonic() < deadline and proc.poll() is None:
+        folders = [path for root in scratch for path in root.glob(f"runbook-{run_id}-*")]
+        if _files_holding(secret.encode(), folders):  # Ansible's AnsiballZ_command.py, in the run's own folder
+            assert _files_holding(secret.encode(), [Path(os.path.expanduser("~")) / ".ansible"]) == []
             return run_id
         time.sleep(0.1)
-    raise AssertionError("the linger task's module never reached the remote temp folder")
+    raise AssertionError(f"the linger task's module never reached the run's scratch folder (exit {proc.poll()})")
 
 
 def _assert_no_trace(ws: Path, run_id: str, secret: str) -> None:

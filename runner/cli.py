@@ -440,9 +440,11 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except RunbookError as exc:
+        from runner.store.redact import scrub_seen
+
         for problem in getattr(exc, "problems", ()):
-            print(problem, file=sys.stderr)
-        print(f"runbook: {exc}", file=sys.stderr)
+            print(scrub_seen(str(problem)), file=sys.stderr)
+        print(scrub_seen(f"runbook: {exc}"), file=sys.stderr)
         code = int(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -464,11 +466,16 @@ def _no_space(exc: Exception) -> int:
 
 
 def _crash(exc: Exception) -> int:
+    """One line on stderr and the traceback in a private log, both scrubbed of the run's secrets (a
+    template error names the value it failed on)."""
     import tempfile
     import traceback
 
+    from runner.store.redact import scrub_seen
+
     fd, path = tempfile.mkstemp(prefix="runbook-error-", suffix=".log")
     with open(fd, "w") as handle:
-        traceback.print_exc(file=handle)
-    print(f"runbook: internal error: {exc.__class__.__name__}: {exc} (traceback in {path})", file=sys.stderr)
+        handle.write(scrub_seen(traceback.format_exc()))
+    print(scrub_seen(f"runbook: internal error: {exc.__class__.__name__}: {exc} (traceback in {path})"),
+          file=sys.stderr)
     return 1

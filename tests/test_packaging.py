@@ -21,6 +21,7 @@ def test_init_from_the_built_wheel(tmp_path: Path) -> None:
     assert "runner/library/inventories/local.yml" in names
     assert "runner/schema/runbook.schema.json" in names and "runner/reports/templates/run.html.j2" in names
     assert "runner/execution/callback_plugins/runbook_events.py" in names  # ansible-playbook loads it by path
+    assert "runner/execution/vars_plugins/runbook_tmp.py" in names  # likewise
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     # Only the wheel's own code on the path (the checkout is not), the dependencies from this environment.

@@ -10,7 +10,7 @@ import pytest
 from runner.errors import ExitCode, InvalidError
 from runner.definition.loader import load_runbook
 from runner.definition.model import Runbook
-from runner.definition.params import REDACTED, coerce, resolve
+from runner.definition.params import MIN_SECRET_LENGTH, REDACTED, coerce, resolve
 
 try:
     from tests.conftest import runbook
@@ -169,39 +169,64 @@ def test_unknown_parameter_names(tmp_path: Path) -> None:
 def test_secret_given_with_p_is_refused_without_showing_it(tmp_path: Path) -> None:
     rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN}\n")
 
-    problems = problems_of(rb, cli={"token": "hunter2"})
+    problems = problems_of(rb, cli={"token": "hunter2-hunter2"})
 
     assert len(problems) == 1
     assert problems[0].startswith("runbooks/params-test.yml:7: parameters.token: a secret cannot be given with -p")
     assert "API_TOKEN" in problems[0]
-    assert "hunter2" not in problems[0]
+    assert "hunter2-hunter2" not in problems[0]
 
 
 def test_secret_from_env_is_used_and_removed_from_the_environment(tmp_path: Path) -> None:
     rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN, required: true}\n  user: {type: string, env: API_USER}\n")
-    environ = {"API_TOKEN": "hunter2", "API_USER": "ops", "PATH": "/usr/bin"}
+    environ = {"API_TOKEN": "hunter2-hunter2", "API_USER": "ops", "PATH": "/usr/bin"}
 
     resolved = resolve(rb, {}, {}, environ)
 
-    assert resolved.values == {"token": "hunter2", "user": "ops"}
+    assert resolved.values == {"token": "hunter2-hunter2", "user": "ops"}
     assert environ == {"API_USER": "ops", "PATH": "/usr/bin"}
     assert resolved.secret_names == frozenset({"token"})
-    assert resolved.secret_values == ("hunter2",)
+    assert resolved.secret_values == ("hunter2-hunter2",)
+
+
+def test_secret_shorter_than_the_minimum_is_refused_without_showing_it(tmp_path: Path) -> None:
+    rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN}\n")
+
+    problems = problems_of(rb, environ={"API_TOKEN": "x" * (MIN_SECRET_LENGTH - 1)})
+
+    assert problems == [f"runbooks/params-test.yml:7: parameters.token: *** is too short: a secret needs at least "
+                        f"{MIN_SECRET_LENGTH} characters (the minimum length), a shorter one cannot be scrubbed "
+                        "from output safely"]
+    assert resolve(rb, {}, {}, {"API_TOKEN": "x" * MIN_SECRET_LENGTH}).secret_values == ("x" * MIN_SECRET_LENGTH,)
+
+
+def test_only_the_secrets_own_variable_and_exact_copies_leave_the_environment(tmp_path: Path) -> None:
+    """A variable that merely contains the secret (PATH, the state dir) is never edited; a copy of the
+    whole value under another name goes, unless it is one runbook or its children need."""
+    rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN, required: true}\n")
+    secret = "/usr/local/bin"
+    environ = {"API_TOKEN": secret, "PATH": f"{secret}:/usr/bin", "RUNBOOK_STATE_DIR": f"/srv{secret}/state",
+               "COPY_OF_IT": secret, "HOME": secret, "RUNBOOK_WORKSPACE": secret}
+
+    resolve(rb, {}, {}, environ)
+
+    assert environ == {"PATH": f"{secret}:/usr/bin", "RUNBOOK_STATE_DIR": f"/srv{secret}/state", "HOME": secret,
+                       "RUNBOOK_WORKSPACE": secret}
 
 
 def test_environment_untouched_when_parameters_are_invalid(tmp_path: Path) -> None:
     rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN}\n  n: {type: integer}\n")
-    environ = {"API_TOKEN": "hunter2"}
+    environ = {"API_TOKEN": "hunter2-hunter2"}
 
     problems_of(rb, cli={"n": "x"}, environ=environ)
 
-    assert environ == {"API_TOKEN": "hunter2"}
+    assert environ == {"API_TOKEN": "hunter2-hunter2"}
 
 
 def test_secret_that_breaks_its_pattern_is_not_shown(tmp_path: Path) -> None:
     rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN, pattern: '[0-9a-f]{8}'}\n")
 
-    problems = problems_of(rb, environ={"API_TOKEN": "hunter2"})
+    problems = problems_of(rb, environ={"API_TOKEN": "hunter2-hunter2"})
 
     assert problems == ["runbooks/params-test.yml:7: parameters.token: *** does not match the pattern [0-9a-f]{8}"]
 
@@ -220,10 +245,10 @@ def test_every_problem_reported_at_once(tmp_path: Path) -> None:
 def test_redacted_hides_secrets_only(tmp_path: Path) -> None:
     rb = load(tmp_path, "  token: {type: secret, env: API_TOKEN}\n  other: {type: secret}\n  service: {type: string}\n")
 
-    resolved = resolve(rb, {"service": "nginx"}, {}, {"API_TOKEN": "hunter2"})
+    resolved = resolve(rb, {"service": "nginx"}, {}, {"API_TOKEN": "hunter2-hunter2"})
 
     assert resolved.redacted() == {"token": REDACTED, "other": None, "service": "nginx"}
-    assert "hunter2" not in repr(resolved.redacted())
+    assert "hunter2-hunter2" not in repr(resolved.redacted())
 
 
 def test_coerce_checks_constraints_on_typed_values(tmp_path: Path) -> None:
@@ -248,7 +273,7 @@ def history_rows(state: Path) -> int:
 
 def test_run_with_bad_parameter_runs_nothing(alien: Path, state_dir: Path) -> None:
     done = runbook("-w", str(alien), "run", "disk-report", "-p", "path=/tmp", "-p", "min_free_mb=lots",
-                   "-p", "mode=slow", env={"ALIEN_API_TOKEN": "t0ken"})
+                   "-p", "mode=slow", env={"ALIEN_API_TOKEN": "t0ken-t0ken"})
 
     assert done.returncode == 3, done.stderr
     lines = done.stderr.splitlines()
@@ -264,5 +289,5 @@ def test_run_refuses_a_secret_on_the_command_line(alien: Path, state_dir: Path) 
 
     assert done.returncode == 3
     assert "runbooks/disk-report.yml:22: parameters.api_token: a secret cannot be given with -p" in done.stderr
-    assert "hunter2" not in done.stderr + done.stdout
+    assert "hunter2-hunter2" not in done.stderr + done.stdout
     assert history_rows(state_dir) == 0

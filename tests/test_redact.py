@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import html
 import json
 import random
 import shlex
 import sqlite3
 import urllib.parse
+import xml.sax.saxutils
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,36 @@ def test_every_form_of_an_awkward_secret_is_scrubbed() -> None:
 ])
 def test_unicode_escapes_in_any_case_and_depth(written: str) -> None:
     assert Scrubber(['xyzé"\\']).text(f"a xyz{written} b") == f"a {REDACTED} b"
+
+
+MARKUP = "R&D<2024>'s \"café\""  # every character HTML and XML escape, and a non-ASCII one
+_MARKUP_CHARS = "&<>'\"é"
+
+
+@pytest.mark.parametrize("written", [
+    html.escape(MARKUP),  # &amp; &lt; &gt; &#x27; &quot;
+    html.escape(MARKUP, quote=False),
+    xml.sax.saxutils.escape(MARKUP, {"'": "&apos;", '"': "&quot;"}),
+    MARKUP.encode("ascii", "xmlcharrefreplace").decode(),  # &#233; from an ASCII-only XML writer
+    "".join(f"&#{ord(c)};" if c in _MARKUP_CHARS else c for c in MARKUP),  # decimal references
+    "".join(f"&#x{ord(c):x};" if c in _MARKUP_CHARS else c for c in MARKUP),  # hexadecimal, lower case
+    "".join(f"&#X{ord(c):X};" if c in _MARKUP_CHARS else c for c in MARKUP),  # hexadecimal, upper case
+    html.escape(MARKUP).replace("&amp;", "&#38;"),  # mixed
+    json.dumps(MARKUP)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"),  # Go
+    json.dumps(html.escape(MARKUP)),  # an HTML page's text inside JSON
+    urllib.parse.quote(MARKUP, safe=""),
+    shlex.quote(MARKUP),
+])
+def test_markup_escapes_are_scrubbed_like_the_value(written: str) -> None:
+    out = Scrubber([MARKUP]).text(f"<p>{written}</p>")
+    assert REDACTED in out and "2024" not in out, (written, out)
+    assert out.startswith("<p>") and out.endswith("</p>"), out
+
+
+def test_a_secret_that_itself_holds_an_entity_is_found_as_written() -> None:
+    scrub = Scrubber(["&amp;x-token-7f3a"])
+    assert scrub.text("a &amp;x-token-7f3a b") == f"a {REDACTED} b"
+    assert scrub.text("a &amp;amp;x-token-7f3a b") == f"a {REDACTED} b"  # its own HTML escape
 
 
 def test_surrogate_pairs_and_long_escapes() -> None:

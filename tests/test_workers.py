@@ -34,6 +34,9 @@ HELLO = """\
     - name: Say where
       debug:
         msg: "running on node {{ where.stdout }}"
+    - name: Where Ansible keeps modules on the node's local connection (its job folder)
+      debug:
+        msg: "remote temp {{ ansible_remote_tmp | default('~/.ansible/tmp') }}"
     - name: A careless task that prints the secret
       debug:
         msg: "the token is {{ api_token }}"
@@ -162,6 +165,7 @@ def test_a_playbook_runs_on_the_node_and_its_secret_rests_nowhere(ws: Path, flee
     log = runbook("log", "last", cwd=ws).stdout
     assert f"running on node {NODE}" in log  # the playbook ran there, not here
     assert "the token is ***" in log and token not in log
+    assert "remote temp /dev/shm/runbook-worker." in log
     assert "| main (worker node) |" in runbook("report", "last", "--format", "md", cwd=ws).stdout
     folder = next((tmp_path / "state" / "runs").iterdir()) / "steps" / "01-main"
     described = json.loads((folder / "worker.json").read_text())

@@ -15,6 +15,9 @@ from runner.definition.model import Parameter, Runbook
 from runner.definition.yamlfile import YamlRefused, load_data, read_limited
 
 from runner.store.records import REDACTED  # re-exported: the one mark of a secret
+# The shortest secret runbook accepts: a shorter one (`x`, `2026`, `venv`) occurs by chance in ordinary
+# output, paths and numbers, which scrubbing it would garble, while hiding next to nothing.
+MIN_SECRET_LENGTH = 8
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
 
@@ -127,6 +130,9 @@ def _convert(param: Parameter, raw: Any) -> Any:
 
 
 def _check_constraints(param: Parameter, value: Any) -> None:
+    if param.secret and 0 < len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{REDACTED} is too short: a secret needs at least {MIN_SECRET_LENGTH} characters "
+                         "(the minimum length), a shorter one cannot be scrubbed from output safely")
     items = value if isinstance(value, list) else [value]
     if param.pattern is not None and param.type in ("string", "secret", "list"):
         regex = compile_pattern(param.pattern)
@@ -225,11 +231,25 @@ def resolve(
             problems.append(Problem(file, param.line, where, str(exc)))
     if problems:
         raise InvalidError("invalid parameters: nothing was run", tuple(problems))
-    for param in runbook.parameters:
-        if param.secret and param.env:
-            environ.pop(param.env, None)
     secrets = frozenset(p.name for p in runbook.parameters if p.secret)
-    return ResolvedParams(values, secrets)
+    resolved = ResolvedParams(values, secrets)
+    forget_secrets(environ, [p.env for p in runbook.parameters if p.secret and p.env], resolved.secret_values)
+    return resolved
+
+
+# Never removed for holding a secret's value: what runbook and its children need to work at all.
+_KEPT_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TERM", "LANG", "PWD")
+
+
+def forget_secrets(environ: MutableMapping[str, str], names: list[str], values: tuple[str, ...]) -> None:
+    """Remove the secrets' own `env:` variables from `environ` (runbook's own environment: no child,
+    ssh, git or webhook call inherits them), and any other variable whose whole value is a secret. A
+    variable that merely contains a secret is never edited, nor are the control variables above."""
+    for name in names:
+        environ.pop(name, None)
+    for name, value in list(environ.items()):
+        if value in values and name not in _KEPT_VARIABLES and not name.startswith("RUNBOOK_"):
+            del environ[name]
 
 
 _SECRET_ON_CLI = (

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 _CALLBACK = "runbook_events"
 _CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 _EVENTS_PIPE = "RUNBOOK_EVENTS_PIPE"
+_VARS_DIR = Path(__file__).resolve().parent / "vars_plugins"
+REMOTE_TMP_PLUGIN = _VARS_DIR / "runbook_tmp.py"
+_REMOTE_TMP = "RUNBOOK_REMOTE_TMP"  # read by vars_plugins/runbook_tmp.py
 _IDENT = "ansible"  # ansible-runner's name for the invocation: its artifacts folder, the events' runner_ident
 
 
@@ -79,7 +82,7 @@ def run_playbook(job: PlaybookRun, scrub: Scrubber, progress: Progress, canceled
         try:
             with fifos.receiving(scratch / "events", events.receive) as pipe:
                 # Output that cannot be kept (a full disk) stops the playbook: no run goes on unrecorded.
-                status, rc = _run_ansible(job, scratch / "runner", cmdline(job, var_files), scrub, events.handle,
+                status, rc = _run_ansible(job, scratch, cmdline(job, var_files), scrub, events.handle,
                                           lambda: canceled() or events.failed is not None, pipe)
         finally:
             events.close()
@@ -118,11 +121,12 @@ def cmdline(job: PlaybookRun, var_files: list[Path]) -> list[str]:
     return args + ["--check"] * job.check + ["--diff"] * job.diff
 
 
-def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubber,
+def _run_ansible(job: PlaybookRun, scratch: Path, args: list[str], scrub: Scrubber,
                  handle: Callable[[dict[str, Any]], bool], canceled: Callable[[], bool],
                  events_pipe: Path) -> tuple[str, int | None]:
     """ansible-playbook under ansible-runner; returns ansible-runner's status and the exit code."""
     Runner, RunnerConfig = _ansible_runner()
+    private = scratch / "runner"
 
     # ansible-runner reads its settings from env/settings only (a `settings=` argument is dropped when
     # that file is missing): without suppress_output_file it writes the unscrubbed stdout to disk.
@@ -137,7 +141,8 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         cmdline=shlex.join(args),  # ansible-runner splits it again with shlex: paths may hold spaces
         forks=job.forks,
         envvars={"ANSIBLE_CONFIG": str(job.ansible_cfg), "ANSIBLE_NOCOLOR": "1",
-                 "PATH": _path_with_ansible(), MARKER: job.run_id, _EVENTS_PIPE: str(events_pipe), **job.env},
+                 "PATH": _path_with_ansible(), MARKER: job.run_id, _EVENTS_PIPE: str(events_pipe),
+                 **temp_folders(scratch, job.ansible_cfg), **job.env},
         ident=_IDENT,
         quiet=True,
         fact_cache_type="memory",
@@ -145,7 +150,7 @@ def _run_ansible(job: PlaybookRun, private: Path, args: list[str], scrub: Scrubb
         timeout=max(1, int(job.timeout)) if job.timeout is not None else None,
     )
     config.prepare()
-    config.env = child_env(config.env, scrub)
+    config.env = child_env(config.env, scrub, protected=config.envvars)
     _keep_command(config.command, config.cwd, job.folder, scrub)
     with fifos.discarding(Path(config.artifact_dir) / "command"):
         runner = Runner(config, event_handler=handle, cancel_callback=canceled)
@@ -183,10 +188,32 @@ def enter_ansible_runner() -> None:
     package.plugins = {}  # type: ignore[attr-defined]  # what __init__ fills from the entry points
 
 
-def child_env(env: Mapping[str, str], scrub: Scrubber) -> dict[str, str]:
-    """ansible-playbook's environment: no variable that holds a secret, and events sent in-band by our
-    stdout callback instead of through a file per event (no AWX_ISOLATED_DATA_DIR to write them to)."""
-    kept = {k: v for k, v in env.items() if k != "AWX_ISOLATED_DATA_DIR" and scrub.text(v) == v}
+def temp_folders(scratch: Path, ansible_cfg: Path) -> dict[str, str]:
+    """Ansible's temp folders on this machine inside the step's private scratch folder, so that what a
+    task leaves there (its module and arguments, a secret among them) goes with the folder, even after
+    kill -9: the local temp, and the remote temp of hosts on the local connection (vars_plugins/)."""
+    return {"ANSIBLE_LOCAL_TEMP": str(scratch / "local"), _REMOTE_TMP: str(scratch / "remote"),
+            "ANSIBLE_VARS_PLUGINS": os.pathsep.join([str(_VARS_DIR), _vars_plugins(ansible_cfg)])}
+
+
+def _vars_plugins(ansible_cfg: Path) -> str:
+    """Where Ansible would look for vars plugins without ours: the variable, the run's ansible.cfg, or
+    Ansible's default (the variable replaces the other two)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ansible_cfg, encoding="utf-8")
+    default = os.environ.get("ANSIBLE_HOME", "~/.ansible") + "/plugins/vars:/usr/share/ansible/plugins/vars"
+    return os.environ.get("ANSIBLE_VARS_PLUGINS") or str(parser.get("defaults", "vars_plugins", fallback=default))
+
+
+def child_env(env: Mapping[str, str], scrub: Scrubber, protected: Mapping[str, str] | None = None) -> dict[str, str]:
+    """ansible-playbook's environment, with events sent by our stdout callback instead of through a file
+    per event (no AWX_ISOLATED_DATA_DIR to write them to). An inherited variable whose whole value is a
+    secret is dropped (the secret reaches the playbook as a var, never as a copy in the environment); one
+    that merely contains a secret is kept whole, and so is every variable runbook set (`protected`)."""
+    protected = protected or {}
+    kept = {k: v for k, v in env.items() if k != "AWX_ISOLATED_DATA_DIR" and (k in protected or v not in scrub.values)}
     callbacks = [str(_CALLBACK_DIR), kept.get("ANSIBLE_CALLBACK_PLUGINS", "")]
     kept["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(p for p in callbacks if p)
     kept["ANSIBLE_STDOUT_CALLBACK"] = _CALLBACK

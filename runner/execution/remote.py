@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from runner.definition.workspace import WorkerConfig
-from runner.execution.ansible_step import PlaybookRun, StepOutcome, _EventSink, enter_ansible_runner
+from runner.execution.ansible_step import (REMOTE_TMP_PLUGIN, PlaybookRun, StepOutcome, _EventSink,
+                                           enter_ansible_runner)
 from runner.execution.extravars import unsafe_yaml
 from runner.store.ids import MARKER
 from runner.execution.progress import Progress
@@ -73,8 +74,8 @@ trap 'exit 141' PIPE
 mkdir "$d/job" "$d/tmp" && mkfifo "$d/in" "$d/done" || exit 97
 say "job $d $node"
 exec 3<&0 4<>"$d/done"
-{ RUNBOOK_WORKER_JOB=$d TMPDIR=$d/tmp ANSIBLE_LOCAL_TEMP=$d/tmp ANSIBLE_SSH_CONTROL_PATH_DIR=$d/cp \
-    "$runner" worker --private-data-dir "$d/job" <"$d/in" 3<&- 4>&-; echo "worker $?" >&4; } &
+{ RUNBOOK_WORKER_JOB=$d TMPDIR=$d/tmp ANSIBLE_LOCAL_TEMP=$d/tmp RUNBOOK_REMOTE_TMP=$d/tmp \
+    ANSIBLE_SSH_CONTROL_PATH_DIR=$d/cp "$runner" worker --private-data-dir "$d/job" <"$d/in" 3<&- 4>&-; echo "worker $?" >&4; } &
 { RUNBOOK_WORKER_JOB=$d cat <&3 >"$d/in" 3<&- 4>&-; echo "input 0" >&4; } 2>/dev/null &
 [ @CHECK_VERSION@ = 1 ] && { v=$("$runner" --version 2>/dev/null </dev/null); say "version ${v:-unknown}"; } 3<&- 4>&- &
 read -r what rc <&4
@@ -128,6 +129,10 @@ def _stage(job: PlaybookRun, staging: Path) -> dict[str, Any]:
     if (root / "collections").is_dir():  # Ansible looks beside the playbook for collections/
         shutil.copytree(root / "collections", staging / "project" / "collections", dirs_exist_ok=True)
     write_private(staging / "project" / "ansible.cfg", _node_cfg(job.ansible_cfg).encode())
+    # Beside the playbook, where Ansible finds it: the node's local-connection hosts keep their remote
+    # temp in the job's folder (RUNBOOK_REMOTE_TMP, set by the node script), removed with it.
+    make_private_dir(staging / "project" / "vars_plugins")
+    shutil.copyfile(REMOTE_TMP_PLUGIN, staging / "project" / "vars_plugins" / REMOTE_TMP_PLUGIN.name)
     if (root / "roles").is_dir():
         shutil.copytree(root / "roles", staging / "roles")
     else:

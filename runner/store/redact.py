@@ -4,7 +4,7 @@ shell give them.
 A secret is looked for as a set of plain strings (the value, each line of a multi-line value, its
 shell-quoted, URL-encoded and base64 forms), each of them also at up to three levels of JSON escaping
 (a command's JSON output inside Ansible's JSON result inside an event record), every character in
-any of its escapes. The forms are grouped by an anchor, a run of letters and digits that looks the same
+any of its escapes (JSON and Python `\\u`/`\\x`, HTML/XML character references). The forms are grouped by an anchor, a run of letters and digits that looks the same
 in every encoding; each group is one compiled regex, longest form first, run only on text that holds
 its anchor, so output without a secret streams through at the speed of a substring search."""
 from __future__ import annotations
@@ -30,6 +30,14 @@ _BASE64_WIDTHS = (64, 76)
 # A run of letters and digits this long in every form makes a cheap prefilter; shorter: always scan.
 _MIN_ANCHOR = 3
 _SHELL_SPECIAL = frozenset(string.punctuation + " \t") - frozenset("_-./,:=@%+")
+# Every secret a Scrubber was made for in this process: what a crash message or traceback is scrubbed of.
+_SEEN: set[str] = set()
+
+
+def scrub_seen(text: str) -> str:
+    """`text` scrubbed of every secret this process has known (for errors raised outside any run's
+    scrubber: a crash message, the traceback in the error log)."""
+    return Scrubber(sorted(_SEEN)).text(text) if _SEEN else text
 
 
 class Scrubber:
@@ -37,10 +45,11 @@ class Scrubber:
     JSON-like structure (so the result stays valid JSON); `json` dumps a structure scrubbed."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self.values = frozenset(value for value in secrets if value)  # the secrets themselves, as given
+        _SEEN.update(self.values)
         bases: set[str] = set()
-        for value in secrets:
-            if value:
-                bases |= plain_forms(value)
+        for value in self.values:
+            bases |= plain_forms(value)
         # Forms are grouped by their anchor (a run of letters and digits every encoding keeps): a group's
         # regex runs only on text holding its anchor. Forms without one are always looked for, last.
         by_anchor: dict[str, list[str]] = {}
@@ -103,6 +112,9 @@ def _compile(bases: list[str]) -> re.Pattern[str]:
     """One regex for `bases` at every JSON level, longest first; a level that escapes nothing in a base
     (letters, digits, most punctuation) gives the same pattern and is kept once."""
     alternatives = {(len(b), _pattern(b, level)) for b in bases for level in range(JSON_LEVELS + 1)}
+    # The value as it is, too: a character's escaped forms are tried first, atomically, so a secret that
+    # itself holds text like `&amp;` is found by this one.
+    alternatives |= {(len(b), re.escape(b)) for b in bases}
     ordered = sorted(alternatives, key=lambda a: (-a[0], -len(a[1]), a[1]))
     return re.compile("|".join(pattern for _, pattern in ordered))
 
@@ -183,7 +195,7 @@ def _char_pattern(char: str, level: int) -> str:
 
 def _char_forms(char: str, level: int) -> set[str]:
     """`char` as written at `level` levels of JSON escaping, starting from its Python/YAML escapes."""
-    forms = {char} | _escape_forms(char)
+    forms = {char} | _escape_forms(char) | _entity_forms(char)
     if char == "\n":
         forms.add("\r\n")  # a pty turns every newline into CRLF
     for _ in range(level):
@@ -195,6 +207,8 @@ def _escape_forms(char: str) -> set[str]:
     """Backslash escapes of a non-ASCII or control character: \\uXXXX (with surrogate pairs),
     \\UXXXXXXXX, \\xXX and its UTF-8 bytes as \\xXX, hex in either case."""
     code = ord(char)
+    if char in _HTML_SPECIAL:
+        return {f"\\u{code:04x}", f"\\u{code:04X}"}  # HTML-safe JSON encoders (Go's, Jackson's)
     if 32 <= code < 127:
         return set()
     forms: set[str] = set()
@@ -208,6 +222,20 @@ def _escape_forms(char: str) -> set[str]:
     if code > 0x7F:
         forms.add("".join(f"\\x{byte:02x}" for byte in char.encode()))
     return forms | {_upper_hex(f) for f in forms}
+
+
+_HTML_SPECIAL = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
+def _entity_forms(char: str) -> set[str]:
+    """`char` as an HTML or XML character reference: named (`&amp;`, `&apos;`), decimal (`&#38;`) or
+    hexadecimal (`&#x26;`, either case), for the characters markup escapes and every non-ASCII one (an
+    ASCII-only XML writer's `&#233;`). Other ASCII is left as is: no encoder writes it as a reference."""
+    code = ord(char)
+    if char not in _HTML_SPECIAL and code < 128:
+        return set()
+    forms = {f"&#{code};", f"&#x{code:x};", f"&#x{code:X};", f"&#X{code:x};", f"&#X{code:X};"}
+    return forms | ({f"&{_HTML_SPECIAL[char]};"} if char in _HTML_SPECIAL else set())
 
 
 def _upper_hex(form: str) -> str:

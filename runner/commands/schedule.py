@@ -16,6 +16,7 @@ from runner.schedule import checks, firings, schedule
 from runner.errors import ExitCode, InvalidError, Problem, RunbookError, UsageError
 from runner.store.files import make_private_dir, write_private
 from runner.output import emit, emit_json, table
+from runner.times import human_time
 from runner.schedule.schedule import CronRun, Entry, Installed
 from runner.store.backends import open_store
 from runner.store.base import HistoryRow, Store
@@ -287,15 +288,17 @@ def _params(params: dict[str, Any]) -> str:
 
 
 def _local(when: dt.datetime) -> str:
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+    """A due time as every view writes a time for people (runner/times.py)."""
+    return human_time(when.timestamp())
 
 
 def _local_day(when: dt.datetime) -> str:
-    return when.astimezone().strftime("%Y-%m-%d %H:%M %a %Z")
+    """A due time with its weekday, which a calendar decides on: `2027-01-12 09:00:00 JST Tue`."""
+    return f"{human_time(when.timestamp())} {when.strftime('%a')}"
 
 
 def _stamp(ts: float) -> str:
-    return _local(dt.datetime.fromtimestamp(ts))
+    return human_time(ts)
 
 
 def _when(s: schedule.Status) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from runner.definition.durations import format_duration
+from runner.execution.signoffs import identity_note
 from runner.reports.markup import escape, fenced
 from runner.reports.values import human, human_block, human_time
 from runner.store.records import RunRecord
@@ -46,6 +47,7 @@ def markdown(record: RunRecord) -> str:
         more = f"\n# ... {len(block) - _DATA_LINES} more lines: runbook log {record.id} --step {step.index + 1} --data"
         text = "\n".join(block[:_DATA_LINES]) + (more if len(block) > _DATA_LINES else "")
         lines += ["", f"**Step data: {escape(step.name)}**", ""] + fenced(text, "yaml")
+    lines += ["", identity_note(record)]
     lines += ["", f"Started {human_time(record.started_at)}" + (f", job {record.ci_job_url}" if record.ci_job_url else "") + "."]
     return "\n".join(lines) + "\n"
 

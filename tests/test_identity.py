@@ -168,6 +168,11 @@ def test_an_expired_or_unknown_key_is_refused(team: Path, keys: dict[str, Path],
     unknown = as_(team, tmp_path / "eve", "approve", "last", RUNBOOK_USER="bob")
     assert unknown.returncode == 3 and "not in allowed_signers" in unknown.stderr
     assert _approval(_record(state_dir))["signoffs"] == []
+    assert as_(team, keys["carol"], "cancel", "last", RUNBOOK_USER="alice").returncode == 0
+    record = _record(state_dir)
+    assert record["status"] == "canceled" and record["message"] == "canceled by carol while waiting"
+    assert [(s["who"], json.loads(s["statement"])["kind"]) for s in record["signed"]] == [
+        ("alice", "start"), ("carol", "cancel")]
 
 
 # -- sign-offs that were not given ---------------------------------------------------------------------------
@@ -257,6 +262,8 @@ def test_without_team_names_hiding_characters_are_refused_and_labels_are_said_un
     assert runbook("approve", "last", cwd=alien, env={"RUNBOOK_USER": "carol"}).returncode == 0
     for fmt in ("md", "html"):
         assert "Identities are unverified" in runbook("report", "last", "--format", fmt, cwd=alien).stdout
+    no_group = runbook("run", "leads-gate", cwd=alien)
+    assert no_group.returncode == 3 and "no group 'leads' in runbook.toml [team] groups" in no_group.stderr
     shown = runbook("show", "gated", cwd=alien)
     assert "sign-offs:   identities are unverified" in shown.stdout
 

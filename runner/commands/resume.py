@@ -84,7 +84,7 @@ def _may_sign_off(signer: Signer, record: RunRecord, step: StepRecord) -> None:
     if identity.same_person(who, record.operator):
         refusal = InvalidError if signer.signed else RunbookError  # a proven identity: exit 3
         raise refusal(f"{who} started run {record.id} and cannot approve it: an approval must come "
-                           "from someone other than the run's operator")
+                      "from someone other than the run's operator")
     if any(s.decision == "approved" and identity.same_person(s.who, who) for s in step.signoffs):
         raise UsageError(f"{who} has already approved run {record.id}")
 

@@ -168,11 +168,27 @@ def test_an_expired_or_unknown_key_is_refused(team: Path, keys: dict[str, Path],
     unknown = as_(team, tmp_path / "eve", "approve", "last", RUNBOOK_USER="bob")
     assert unknown.returncode == 3 and "not in allowed_signers" in unknown.stderr
     assert _approval(_record(state_dir))["signoffs"] == []
+    _forge(state_dir, lambda r: _approval(r)["signoffs"].append(_backdated(r, keys["dave"])))
+    backdated = as_(team, keys["alice"], "resume", "last")  # signed while dave's key was valid, in 2019
+    assert backdated.returncode == 3 and "dated 2019-06-01T00:00:00.000000Z, outside the run's life" in backdated.stderr
+    _forge(state_dir, lambda r: _approval(r)["signoffs"].clear())
     assert as_(team, keys["carol"], "cancel", "last", RUNBOOK_USER="alice").returncode == 0
     record = _record(state_dir)
     assert record["status"] == "canceled" and record["message"] == "canceled by carol while waiting"
     assert [(s["who"], json.loads(s["statement"])["kind"]) for s in record["signed"]] == [
         ("alice", "start"), ("carol", "cancel")]
+
+
+def _backdated(record: dict[str, Any], key: Path) -> dict[str, Any]:
+    """dave's approval of `record`, dated 2019 and signed by hand with ssh-keygen."""
+    at = "2019-06-01T00:00:00.000000Z"
+    text = json.dumps({"kind": "approve", "run": record["id"], "step": "change-approval", "item": "",
+                       "decision": "approved", "note": "", "runbook_sha256": record["runbook_sha256"], "at": at,
+                       "principal": "dave"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-n", "runbook-approve", "-f", str(key)],
+                               input=text, capture_output=True, text=True, check=True).stdout
+    return {"who": "dave", "at": at, "note": "", "item": "", "decision": "approved", "host": "x",
+            "statement": text, "signature": signature}
 
 
 # -- sign-offs that were not given ---------------------------------------------------------------------------

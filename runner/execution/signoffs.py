@@ -18,6 +18,7 @@ from runner.definition.model import Approval
 from runner.definition.signatures import SignatureError, agent_keys, find_principals, sign, verify
 from runner.definition.workspace import Workspace
 from runner.identity import folded, normalized, same_person
+from runner.store.base import stamp_time
 from runner.store.records import RunRecord, Signoff, StepRecord, from_iso, iso, now
 
 KIND = {"started": "start", "confirmed": "confirm", "aborted": "confirm", "approved": "approve",
@@ -26,6 +27,7 @@ UNVERIFIED = ("identities are unverified: names are labels anyone can set (RUNBO
               "[team] allowed_signers in runbook.toml makes them signed")
 KEY_ENV = "RUNBOOK_SIGNING_KEY"
 _WHOAMI = "runbook-whoami"
+_SKEW = 300.0  # seconds of clock difference allowed between the machines of a team
 
 
 def namespace(decision: str) -> str:
@@ -80,12 +82,17 @@ class Signer:
         principal signed, with a key valid then, for this run, this step and this kind."""
         if self.allowed_signers is None:
             return
-        for step, signoff in _signoffs(record):
-            self._check(record, step, signoff, self.allowed_signers)
         start = next((s for s in record.signed if s.decision == "started"), None)
         if start is None or not same_person(start.who, record.operator):
             raise SignatureError(f"run {record.id}: no start statement signed by its operator {record.operator!r} "
                                  "(started before [team] was on, or its record was edited): refused; nothing was recorded")
+        # A statement dated before the run began could have been signed with a key expired since.
+        begun = stamp_time(record.id) or start.at
+        for step, signoff in _signoffs(record):
+            if not begun - _SKEW <= signoff.at <= now() + _SKEW:
+                raise SignatureError(f"run {record.id}: the {signoff.decision!r} sign-off of {signoff.who!r} is dated "
+                                     f"{iso(signoff.at)}, outside the run's life: refused; nothing was recorded")
+            self._check(record, step, signoff, self.allowed_signers)
 
     def _check(self, record: RunRecord, step: str, signoff: Signoff, allowed: Path) -> None:
         where = f"run {record.id}: the {signoff.decision!r} sign-off of {signoff.who!r}" + (f" at step {step!r}" if step else "")

@@ -28,17 +28,23 @@ def sign(namespace: str, payload: bytes, key: Path) -> str:
     return done.stdout
 
 
-def verify(namespace: str, payload: bytes, signature: str, allowed_signers: Path, principal: str,
+def verify(namespace: str, payload: bytes, signature: str, allowed_signers: Path, principal: str | None = None,
            at: float | None = None) -> str:
-    """`principal` when `signature` is theirs over `payload` in `namespace`, by a key allowed_signers
-    gives them and valid at `at` (a Unix time; now when None); SignatureError otherwise."""
-    with _signature_file(signature) as sig:
-        done = _keygen(["-Y", "verify", "-f", str(allowed_signers), "-I", principal, "-n", namespace,
-                        "-s", sig, *_at(at)], payload)
-    if done.returncode != 0:
-        raise SignatureError(f"the signature of {principal!r} does not verify in {namespace} against "
-                             f"{allowed_signers.name}: {_first_line(done.stderr) or _first_line(done.stdout)}")
-    return principal
+    """The principal whose key made `signature` over `payload` in `namespace`, as allowed_signers names
+    it, valid at `at` (a Unix time; now when None); `principal`: only that one. SignatureError otherwise."""
+    candidates = [principal] if principal else find_principals(signature, allowed_signers, at)
+    if not candidates:
+        raise SignatureError(f"the key that made this signature is not in {allowed_signers.name}, or not valid then")
+    problem = ""
+    for candidate in candidates:
+        with _signature_file(signature) as sig:
+            done = _keygen(["-Y", "verify", "-f", str(allowed_signers), "-I", candidate, "-n", namespace,
+                            "-s", sig, *_at(at)], payload)
+        if done.returncode == 0:
+            return candidate
+        problem = _first_line(done.stderr) or _first_line(done.stdout)
+    raise SignatureError(f"the signature of {candidates[-1]!r} does not verify in {namespace} against "
+                         f"{allowed_signers.name}: {problem}")
 
 
 def find_principals(signature: str, allowed_signers: Path, at: float | None = None) -> list[str]:

@@ -106,7 +106,7 @@ class Signer:
                                  "or kind, or edited): refused; nothing was recorded")
         try:
             verify(namespace(signoff.decision), signoff.statement.encode(), signoff.signature, allowed,
-                   signoff.who, signoff.at)
+                   principal=signoff.who, at=signoff.at)
         except SignatureError as exc:
             raise SignatureError(f"{where}: {exc}: refused; nothing was recorded") from None
 

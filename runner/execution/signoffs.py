@@ -89,17 +89,17 @@ class Signer:
         # A statement dated before the run began could have been signed with a key expired since.
         begun = stamp_time(record.id) or start.at
         for step, signoff in _signoffs(record):
-            if not begun - _SKEW <= signoff.at <= now() + _SKEW:
-                raise SignatureError(f"run {record.id}: the {signoff.decision!r} sign-off of {signoff.who!r} is dated "
-                                     f"{iso(signoff.at)}, outside the run's life: refused; nothing was recorded")
-            self._check(record, step, signoff, self.allowed_signers)
+            self._check(record, step, signoff, self.allowed_signers, begun)
 
-    def _check(self, record: RunRecord, step: str, signoff: Signoff, allowed: Path) -> None:
+    def _check(self, record: RunRecord, step: str, signoff: Signoff, allowed: Path, begun: float) -> None:
         where = f"run {record.id}: the {signoff.decision!r} sign-off of {signoff.who!r}" + (f" at step {step!r}" if step else "")
         if signoff.decision not in KIND:
             raise SignatureError(f"{where} is of no known kind: refused; nothing was recorded")
         if not signoff.statement or not signoff.signature:
             raise SignatureError(f"{where} is not signed (added by hand?): refused; nothing was recorded")
+        if not begun - _SKEW <= signoff.at <= now() + _SKEW:
+            raise SignatureError(f"{where} is dated {iso(signoff.at)}, outside the run's life: refused; "
+                                 "nothing was recorded")
         if signoff.statement != statement(record, step, signoff.decision, signoff.note, signoff.item, signoff.at,
                                           signoff.who):
             raise SignatureError(f"{where} does not match its signed statement (copied from another run, step "

@@ -54,6 +54,22 @@ def find_principals(signature: str, allowed_signers: Path, at: float | None = No
     return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
+def listed_principals(public_key: str, allowed_signers: Path) -> list[str]:
+    """The plain principals (no patterns) of the allowed_signers lines that list `public_key` (`type
+    base64 ...`) itself; [] for a key only a certificate authority line or a pattern covers. Says
+    nothing of validity: `verify` does."""
+    words = public_key.split()
+    if len(words) < 2:
+        return []
+    found = []
+    for line in allowed_signers.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split()
+        if line.lstrip().startswith("#") or words[1] not in fields or "cert-authority" in line.lower():
+            continue
+        found += [p for p in fields[0].strip('"').split(",") if p and not any(c in p for c in "*?!")]
+    return found
+
+
 def agent_keys() -> list[str]:
     """The public keys the agent at SSH_AUTH_SOCK holds (`type base64 comment` lines); [] without one."""
     if not os.environ.get("SSH_AUTH_SOCK") or shutil.which("ssh-add") is None:

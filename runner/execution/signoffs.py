@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from runner.definition.model import Approval
-from runner.definition.signatures import SignatureError, agent_keys, find_principals, sign, verify
+from runner.definition.signatures import (SignatureError, agent_keys, find_principals, listed_principals, sign,
+                                          verify)
 from runner.definition.workspace import Workspace
 from runner.identity import folded, normalized, same_person
 from runner.store.base import stamp_time
@@ -50,6 +51,7 @@ class Signer:
         self.allowed_signers = allowed_signers
         self._key: Path | None = None
         self._principal: str | None = None
+        self._proven = False  # the key was shown to be the principal's and valid now
 
     @classmethod
     def for_workspace(cls, ws: Workspace, label: str) -> Signer:
@@ -75,6 +77,13 @@ class Signer:
         who = self.who
         text = statement(record, step, decision, note, item, at, who)
         signature = sign(namespace(decision), text.encode(), self.key)
+        if not self._proven:  # once: the key is the principal's and valid now, or nothing is recorded
+            try:
+                verify(namespace(decision), text.encode(), signature, self.allowed_signers, principal=who, at=at)
+            except SignatureError as exc:
+                raise SignatureError(f"the key {self.key} is not in {_name(self.allowed_signers)}, or not valid now "
+                                     f"for {who} ({exc}): nothing was done") from None
+            self._proven = True
         return Signoff(who, at, note, item, decision, statement=text, signature=signature)
 
     def verify(self, record: RunRecord) -> None:
@@ -134,11 +143,24 @@ class Signer:
                              f"into your ssh-agent (ssh-add), or set {KEY_ENV}=PATH; nothing was done")
 
     def _find_principal(self, allowed: Path) -> str:
-        probe = sign(_WHOAMI, _WHOAMI.encode(), self.key)
-        principals = find_principals(probe, allowed, now())
+        """The first principal allowed_signers gives the key: read from the file when a line lists the key
+        itself (the first signature then proves it), else (a certificate, a pattern) asked of ssh-keygen."""
+        principals = listed_principals(self._public_key(), allowed)
+        if not principals:
+            probe = sign(_WHOAMI, _WHOAMI.encode(), self.key)
+            principals = find_principals(probe, allowed, now())
+            self._proven = bool(principals)
         if not principals:
             raise SignatureError(f"the key {self.key} is not in {_name(allowed)}, or not valid now: nothing was done")
         return normalized(principals[0], f"{_name(allowed)}: principal")
+
+    def _public_key(self) -> str:
+        key = self.key
+        public = key if key.suffix == ".pub" else key.with_name(key.name + ".pub")
+        try:
+            return public.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
 
 
 def identity_note(record: RunRecord) -> str:

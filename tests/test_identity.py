@@ -138,6 +138,26 @@ def test_bob_approves_alices_run_signed_and_counted(team: Path, keys: dict[str, 
     assert "Identities are verified" in report and "unverified" not in report
 
 
+def test_a_checklist_walked_on_a_terminal_is_signed_item_by_item(team: Path, keys: dict[str, Path],
+                                                                   state_dir: Path) -> None:
+    import pexpect
+
+    assert as_(team, keys["alice"], "run", "gated").returncode == 5
+    child = pexpect.spawn(sys.executable, ["-m", "runner", "resume", "last"], cwd=str(team), encoding="utf-8",
+                          env=dict(os.environ, RUNBOOK_SIGNING_KEY=str(keys["carol"])), timeout=60)
+    child.expect(r"Announced: \(c\)onfirm, \(n\)ote, \(a\)bort\? ")
+    child.sendline("c")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5  # at the approval now
+    record = _record(state_dir)
+    [confirmed] = record["steps"][0]["signoffs"]
+    assert json.loads(confirmed["statement"]) | {"at": "-"} == {
+        "kind": "confirm", "run": record["id"], "step": "announce", "item": "Announced", "decision": "confirmed",
+        "note": "", "runbook_sha256": record["runbook_sha256"], "at": "-", "principal": "carol"}
+    assert [s["who"] for s in record["resumes"]] == ["carol"] and record["resumes"][0]["signature"]
+
+
 def test_the_operator_cannot_approve_under_another_name(team: Path, keys: dict[str, Path], state_dir: Path) -> None:
     _waiting_for_approval(team, keys["alice"])
     own = as_(team, keys["alice"], "approve", "last")

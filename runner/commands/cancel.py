@@ -9,7 +9,8 @@ import time
 from runner import identity
 from runner.errors import UsageError
 from runner.execution.processes import sweep
-from runner.store.records import now
+from runner.execution.signoffs import Signer
+from runner.store.records import RunRecord, Signoff, now
 from runner.store.backends import open_store
 from runner.store.base import process_start_time
 from runner.definition.workspace import Workspace
@@ -19,14 +20,12 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
     """Stop a run as SIGTERM would; a run waiting for people is ended at once."""
     store = open_store(ws)
     record = store.load(store.resolve(ref))
-    who = identity.operator()
+    signer = Signer.for_workspace(ws, identity.operator())
     if record.status == "waiting":
-        for step in record.steps:
-            if step.status == "waiting":
-                step.status, step.ended_at = "canceled", now()
-        record.status, record.exit_code, record.ended_at = "canceled", 130, now()
-        record.message = f"canceled by {who} while waiting"
-        store.save(record)
+        with store.updating(record.id) as record:  # an approval given meanwhile is kept, and ended with it
+            if record.status != "waiting":
+                raise UsageError(f"run {record.id} is {record.status} now: nothing was changed")
+            _end_waiting(record, signer.signoff(record, "", "canceled"))
         print(f"run {record.id}: canceled", file=sys.stderr)
         return 0
     if record.status != "running":
@@ -46,3 +45,13 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
     sweep(record.id)
     print(f"run {record.id}: {record.status}", file=sys.stderr)
     return 0 if record.status != "running" else 1
+
+
+def _end_waiting(record: RunRecord, signoff: Signoff) -> None:
+    for step in record.steps:
+        if step.status == "waiting":
+            step.status, step.ended_at = "canceled", now()
+    record.status, record.exit_code, record.ended_at = "canceled", 130, now()
+    record.message = f"canceled by {signoff.who} while waiting"
+    if signoff.signature:
+        record.signed.append(signoff)

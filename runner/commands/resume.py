@@ -10,11 +10,12 @@ from runner.commands.run import interactive_session, publish
 from runner.errors import InvalidError, Problem, RunbookError, UsageError
 from runner.execution.executor import Execution, ResumeAction, RunRequest
 from runner.definition.loader import load_runbook
-from runner.execution.manual import approvers
+from runner.definition.model import Approval
+from runner.execution.signoffs import Signer, counted_approvers, in_groups
 from runner.definition.params import ResolvedParams
 from runner.execution.progress import Progress
 from runner.output import check_writable
-from runner.store.records import RunRecord, Signoff, StepRecord, now
+from runner.store.records import RunRecord, StepRecord
 from runner.store.backends import open_store
 from runner.store.base import Store
 from runner.definition.workspace import Workspace
@@ -29,42 +30,63 @@ def resume(ws: Workspace, ref: str, confirm: bool, note: str, non_interactive: b
     store.require_writable()
     record = store.load(resolve_waiting(store, ref))
     step = waiting_step(record)
+    signer = Signer.for_workspace(ws, identity.operator())
+    signer.verify(record)  # again under the record's lock as it continues; this is to refuse before asking for secrets
     interactive = interactive_session(non_interactive)
-    execution = execution_for(ws, record, interactive, quiet)
+    execution = execution_for(ws, record, interactive, quiet, signer)
     if not quiet:
         print(f"resuming run {record.id} at step {step.index + 1} {step.name!r}", file=sys.stderr)
-    done = execution.resume(record, ResumeAction(identity.operator(), confirm=confirm, note=note))
+    done = execution.resume(record, ResumeAction(signer.who, confirm=confirm, note=note))
     publish(ws, done, junit)
     return int(done.exit_code or 0)
 
 
 def approve(ws: Workspace, ref: str, reject: bool, note: str) -> int:
-    """Record an approval (or a rejection) by someone other than the run's operator."""
+    """Record an approval (or a rejection) by someone other than the run's operator: signed and checked
+    against the team's allowed_signers with [team] on; added under the record's lock, so that approvals
+    given at the same time are all kept."""
     store = open_store(ws)
-    record = store.load(resolve_waiting(store, ref))
-    step = waiting_step(record)
-    if step.type != "approval":
-        raise UsageError(f"run {record.id} waits at the manual step {step.name!r}, not an approval: "
-                         f"continue it with: runbook resume {record.id}")
-    who = identity.operator()
-    if who == record.operator:
-        raise RunbookError(f"{who} started run {record.id} and cannot approve it: an approval must come "
-                           "from someone other than the run's operator")
-    if who in approvers(step):
-        raise UsageError(f"{who} has already approved run {record.id}")
+    run_id = resolve_waiting(store, ref)
+    signer = Signer.for_workspace(ws, identity.operator())
+    who = signer.who
     if reject:
-        done = execution_for(ws, record, interactive=False).resume(
+        record = store.load(run_id)
+        _may_sign_off(signer, record, waiting_step(record))
+        done = execution_for(ws, record, interactive=False, signer=signer).resume(
             record, ResumeAction(who, note=note, reject=True))
         print(f"run {record.id} rejected by {who}: {done.status}", file=sys.stderr)
         return 0
-    needed = _required_approvers(ws, record, step)  # refuses a workspace whose runbook file differs
-    step.signoffs.append(Signoff(who, now(), note, decision="approved"))
-    store.save(record)
-    have = len(approvers(step))
+    with store.updating(run_id) as record:
+        step = waiting_step(record)
+        approval = _approval_of(ws, record, step)  # refuses a workspace whose runbook file differs
+        _may_sign_off(signer, record, step)
+        groups = ws.config.team.groups
+        if approval is not None and not in_groups(who, approval, groups):
+            raise InvalidError(f"{who} is not in {' or '.join(approval.from_groups)} ([team] groups): their "
+                               f"approval would not count for run {record.id}; nothing was recorded")
+        step.signoffs.append(signer.signoff(record, step.name, "approved", note))
+    have = len(counted_approvers(step, approval, record.operator, groups))
+    needed = approval.approvers if approval is not None else 1
     print(f"run {record.id}: approved by {who} ({have}/{needed})", file=sys.stderr)
     if have >= needed:
         print(f"continue with: runbook resume {record.id}", file=sys.stderr)
     return 0
+
+
+def _may_sign_off(signer: Signer, record: RunRecord, step: StepRecord) -> None:
+    """Refuse (nothing recorded) a step that is no approval, an operator approving their own run, a second
+    approval by the same person, and a record holding a sign-off that does not verify."""
+    if step.type != "approval":
+        raise UsageError(f"run {record.id} waits at the manual step {step.name!r}, not an approval: "
+                         f"continue it with: runbook resume {record.id}")
+    signer.verify(record)
+    who = signer.who
+    if identity.same_person(who, record.operator):
+        refusal = InvalidError if signer.signed else RunbookError  # a proven identity: exit 3
+        raise refusal(f"{who} started run {record.id} and cannot approve it: an approval must come "
+                      "from someone other than the run's operator")
+    if any(s.decision == "approved" and identity.same_person(s.who, who) for s in step.signoffs):
+        raise UsageError(f"{who} has already approved run {record.id}")
 
 
 def resolve_waiting(store: Store, ref: str) -> str:
@@ -102,7 +124,7 @@ def waiting_step(record: RunRecord) -> StepRecord:
     return next(s for s in record.steps if s.status == "waiting")
 
 
-def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> int:
+def _approval_of(ws: Workspace, record: RunRecord, step: StepRecord) -> Approval | None:
     path = ws.runbook_path(record.runbook)
     runbook = load_runbook(path, ws.display(path))
     if runbook.sha256 != record.runbook_sha256:
@@ -110,10 +132,11 @@ def _required_approvers(ws: Workspace, record: RunRecord, step: StepRecord) -> i
                            f"{record.version} then, {runbook.version} here): approve from a workspace holding "
                            "the same runbook file")
     spec = next((s for s in runbook.steps if s.name == step.name), None)
-    return spec.approval.approvers if spec is not None and spec.approval is not None else 1
+    return spec.approval if spec is not None else None
 
 
-def execution_for(ws: Workspace, record: RunRecord, interactive: bool, quiet: bool = False) -> Execution:
+def execution_for(ws: Workspace, record: RunRecord, interactive: bool, quiet: bool = False,
+                  signer: Signer | None = None) -> Execution:
     """An Execution that continues `record` exactly as it started: same runbook file, parameters,
     inventory, limit and modes. Secrets are not stored: they come again from their env: variable."""
     path = ws.runbook_path(record.runbook)
@@ -139,6 +162,6 @@ def execution_for(ws: Workspace, record: RunRecord, interactive: bool, quiet: bo
     request = RunRequest(params=params, operator=record.operator, trigger=record.trigger,
                          inventory=record.inventory, check=record.check, diff=record.diff, forks=record.forks,
                          ci_job_url=record.ci_job_url, interactive=interactive, worker=record.worker or None)
-    execution = Execution(ws, runbook, request, Progress(quiet=quiet))
+    execution = Execution(ws, runbook, request, Progress(quiet=quiet), signer=signer)
     execution.limit = record.limit
     return execution

@@ -105,13 +105,16 @@ def run(
         raise UsageError(f"--wait-lock: {exc}") from None
     if forks is not None and forks < 1:
         raise UsageError("--forks must be at least 1")
+    from runner.execution.signoffs import Signer
+
+    signer = Signer.for_workspace(ws, identity.operator())  # [team] on: the principal of the key, else a label
     request = RunRequest(
-        params=params, operator=identity.operator(), trigger=trigger or identity.default_trigger(),
+        params=params, operator=signer.who, trigger=trigger or identity.default_trigger(),
         inventory=inventory, limit=limit, check=check, diff=diff, forks=forks,
         ci_job_url=identity.ci_job_url(), interactive=interactive, wait_lock=wait, worker=worker, run_id=run_id,
         schedule_entry=firings.entry_of(trigger),
     )
-    execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose))
+    execution = Execution(ws, runbook, request, Progress(quiet=quiet, verbose=verbose), signer=signer)
     if interactive and runbook.kind == "maintenance" and not check and not yes:
         if not _confirm(f"Run maintenance {runbook.name} {runbook.version} on {execution.inventory} "
                         f"(hosts: {execution.limit})?"):

@@ -15,6 +15,7 @@ from runner.times import human_time
 from runner.store.backends import open_store
 from runner.store.base import StoreUnavailableError
 from runner.definition.workspace import Workspace
+from runner.execution.signoffs import team_note
 
 
 def show(ws: Workspace, name: str, as_json: bool = False) -> int:
@@ -72,7 +73,8 @@ def _document(ws: Workspace, rb: Runbook, runs: list, durations: PastRuns) -> li
            f"  kind:        {kind}", f"  owner:       {rb.owner or '-'}", f"  escalation:  {rb.escalation or '-'}",
            f"  tags:        {', '.join(rb.tags) or '-'}", f"  duration:    {expected}",
            f"  targets:     {rb.targets}", f"  inventory:   {rb.inventory or ws.config.inventory}",
-           f"  concurrency: {rb.concurrency}" + (f" (lock {rb.lock_name})" if rb.concurrency == "exclusive" else "")]
+           f"  concurrency: {rb.concurrency}" + (f" (lock {rb.lock_name})" if rb.concurrency == "exclusive" else ""),
+           f"  sign-offs:   {team_note(ws)}"]
     if rb.worker:
         out.append(f"  worker:      {rb.worker}")
     if rb.timeout:
@@ -122,5 +124,6 @@ def _steps(ws: Workspace, steps: tuple[Step, ...]) -> list[str]:
             out.append(textwrap.indent(step.manual.strip(), "       "))
             out += [f"       [ ] {item}" for item in step.checklist]
         if step.approval:
-            out.append(f"       approval by {step.approval.approvers} other person(s): {step.approval.message}")
+            groups = f" from {' or '.join(step.approval.from_groups)}" if step.approval.from_groups else ""
+            out.append(f"       approval by {step.approval.approvers} other person(s){groups}: {step.approval.message}")
     return out

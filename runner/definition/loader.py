@@ -331,7 +331,8 @@ def _step(doc: Document, where: KeyPath, data: dict[str, Any]) -> Step:
         vars=MappingProxyType(dict(data.get("vars", {}))),
         manual=data.get("manual"),
         checklist=tuple(data.get("checklist", ())),
-        approval=Approval(approval["message"], approval.get("approvers", 1)) if approval else None,
+        approval=Approval(approval["message"], approval.get("approvers", 1), tuple(approval.get("from", ())))
+        if approval else None,
         timeout=parse_duration(data["timeout"]) if "timeout" in data else None,
         retries=data.get("retries", 0),
         when=data.get("when"),

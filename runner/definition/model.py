@@ -32,6 +32,7 @@ class Parameter:
 class Approval:
     message: str
     approvers: int = 1
+    from_groups: tuple[str, ...] = ()  # `from:` [team] groups the approvers must belong to (any of them)
 
 
 @dataclass(frozen=True)

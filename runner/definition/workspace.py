@@ -11,7 +11,8 @@ from typing import Any, Mapping
 from runner.definition.calendars import Calendar, parse_calendars
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars",
+                "team"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
@@ -37,6 +38,14 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class Team:
+    """[team]: signed statements on (allowed_signers, a workspace-relative path) and named groups of principals."""
+
+    allowed_signers: str | None = None
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     inventory: str = "local"
     inventory_set: bool = False  # runbook.toml names the default inventory (maintenance needs a chosen one)
@@ -48,6 +57,7 @@ class Config:
     store_url: str | None = None  # [store] url: the team's PostgreSQL (RUNBOOK_DATABASE_URL overrides it)
     accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
     calendars: Mapping[str, Calendar] = field(default_factory=dict)  # [calendars.NAME]: business days
+    team: Team = Team()
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,19 @@ class Workspace:
         if env and env not in _ACCELERATE:
             raise UsageError(f"RUNBOOK_ACCELERATE={env!r} is not one of: {', '.join(_ACCELERATE)}")
         return env or self.config.accelerate
+
+    @property
+    def allowed_signers(self) -> Path | None:
+        """[team] allowed_signers inside the workspace, or None: identities are then unverified labels."""
+        name = self.config.team.allowed_signers
+        if name is None:
+            return None
+        path = (self.root / name).resolve()
+        if Path(name).is_absolute() or not path.is_relative_to(self.root.resolve()):
+            raise InvalidError(f"runbook.toml: team.allowed_signers: {name!r} escapes the workspace")
+        if not path.is_file():
+            raise InvalidError(f"runbook.toml: team.allowed_signers: {name!r} is not a file in the workspace")
+        return path
 
     @property
     def runbooks_dir(self) -> Path:
@@ -227,6 +250,8 @@ def load_config(path: Path) -> Config:
         problems += [Problem(path.name, None, f"ansible.{k}", "unknown key") for k in ansible if k not in _ANSIBLE_KEYS]
         if accelerate not in _ACCELERATE:
             problems.append(Problem(path.name, None, "ansible.accelerate", f"{accelerate!r} is not one of: {', '.join(_ACCELERATE)}"))
+    team, team_problems = _team(data.get("team", {}), path.name)
+    problems += team_problems
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -240,6 +265,7 @@ def load_config(path: Path) -> Config:
         store_url=store_url,
         accelerate=str(accelerate),
         calendars=calendars,
+        team=team,
     )
 
 
@@ -268,3 +294,24 @@ def _workers(data: Any, filename: str) -> tuple[dict[str, WorkerConfig], list[Pr
             continue
         workers[name] = WorkerConfig(name, tuple(command), runner)
     return workers, problems
+
+
+def _team(data: Any, filename: str) -> tuple[Team, list[Problem]]:
+    """[team] allowed_signers = "PATH", groups = {NAME = ["principal", ...]}."""
+    if not isinstance(data, dict):
+        return Team(), [Problem(filename, None, "team", "expected a table: [team] allowed_signers = \"PATH\"")]
+    problems = [Problem(filename, None, f"team.{k}", "unknown key") for k in data if k not in ("allowed_signers", "groups")]
+    signers = data.get("allowed_signers")
+    if signers is not None and not (isinstance(signers, str) and signers.strip()):
+        problems.append(Problem(filename, None, "team.allowed_signers", "expected a path in the workspace"))
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        return Team(), problems + [Problem(filename, None, "team.groups", 'expected {leads = ["alice", "bob"]}')]
+    for name, members in groups.items():
+        if not (isinstance(members, list) and all(isinstance(m, str) and m.strip() for m in members)):
+            problems.append(Problem(filename, None, f"team.groups.{name}", "expected a list of principals"))
+    if "groups" in data and signers is None:
+        problems.append(Problem(filename, None, "team.groups", "needs team.allowed_signers (groups of unverified names prove nothing)"))
+    if problems:
+        return Team(), problems
+    return Team(signers, {n: tuple(m) for n, m in groups.items()}), []

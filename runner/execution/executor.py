@@ -20,9 +20,9 @@ from runner.execution import accelerate, ahead, ansiblecfg
 from runner.execution.ansiblebin import ansible_bin
 from runner.execution.ansible_step import PlaybookRun, StepOutcome, run_playbook
 from runner.errors import ExitCode, InvalidError, LockedError, NoSpaceError
-from runner.execution.manual import (Prompter, TerminalLost, approvers, confirm_all, confirmed_items,
-                                     detach_from_terminal, rehearsal, rehearsal_notice, rehearsed, walk,
-                                     waiting_message)
+from runner.execution.manual import (Prompter, TerminalLost, confirm_all, confirmed_items, detach_from_terminal,
+                                     rehearsal, rehearsal_notice, rehearsed, walk, waiting_message)
+from runner.execution.signoffs import Signer, counted_approvers, unknown_groups
 from runner.definition.model import Runbook, Step
 from runner.definition.params import ResolvedParams
 from runner.execution.processes import sweep
@@ -135,12 +135,14 @@ class Execution:
     finished or paused at a manual step or an approval."""
 
     def __init__(self, ws: Workspace, runbook: Runbook, request: RunRequest, progress: Progress,
-                 prompter: Prompter | None = None) -> None:
+                 prompter: Prompter | None = None, signer: Signer | None = None) -> None:
         self.ws = ws
         self.runbook = runbook
         self.request = request
         self.progress = progress
         self.prompter = prompter or Prompter()
+        # Whoever is at this terminal (the operator of a new run, whoever resumes a waiting one).
+        self.signer = signer or Signer.for_workspace(ws, request.operator)
         self.store = open_store(ws)
         self.scrub = Scrubber(request.params.secret_values)
         self.canceled = False
@@ -162,6 +164,7 @@ class Execution:
         if self.playbooks:
             ansible_bin("ansible-playbook")  # missing: refused here, before any record is written
         self._check_workers()
+        self._check_groups()
         if ws.accelerate == "mitogen" and runbook.accelerate:
             _plugins, why_not = accelerate.availability()
             if why_not:
@@ -177,6 +180,14 @@ class Execution:
                 known = ", ".join(sorted(self.ws.config.workers)) or "none"
                 raise InvalidError(f"{where}: no worker {name!r} in runbook.toml [workers] (known: {known})")
 
+    def _check_groups(self) -> None:
+        """Every `approval.from` group is a [team] group of runbook.toml: exit 3 before anything runs."""
+        for step in self.runbook.steps:
+            missing = unknown_groups(step.approval, self.ws.config.team.groups)
+            if missing:
+                raise InvalidError(f"{self.ws.display(self.runbook.path)}:{step.line or 0}: steps.{step.name}.approval.from: "
+                                   f"no group {missing[0]!r} in runbook.toml [team] groups")
+
     def _worker(self, step: Step) -> WorkerConfig | None:
         """Where `step` runs: --worker, else the step's, else the runbook's worker; None: here."""
         name = self.request.worker or step.worker or self.runbook.worker
@@ -189,6 +200,8 @@ class Execution:
         try:
             run_id = self.store.new_run_id(self.runbook.name, prefer=self.request.run_id)
             record = self._new_record(run_id)
+            if self.signer.signed:
+                record.signed.append(self.signer.signoff(record, "", "started"))
             with self._locked(record):
                 self.store.hold_liveness(run_id)
                 record.started_at = now()  # after any wait for the lock
@@ -204,19 +217,28 @@ class Execution:
 
     def resume(self, record: RunRecord, action: ResumeAction) -> RunRecord:
         """Continue `record` from its waiting step, in the same run."""
-        index = next(s.index for s in record.steps if s.status == "waiting")
         try:
             with self._locked(record):
                 self.store.hold_liveness(record.id)
-                record.status, record.pid = "running", os.getpid()
-                record.pid_start, record.hostname = process_start_time(os.getpid()), socket.gethostname()
-                record.resumes.append(Signoff(action.who, now(), action.note, decision="resumed"))
-                self.store.save(record)
+                record = self._take_over(record.id, action)
+                index = next(s.index for s in record.steps if s.status == "waiting")
                 return self._drive(record, index, action)
         except BaseException as exc:
             raise self._no_space(exc, record.id) or exc
         finally:
             self.store.close()
+
+    def _take_over(self, run_id: str, action: ResumeAction) -> RunRecord:
+        """The waiting record, read fresh and marked running in one update (an approval given meanwhile
+        is kept), after every sign-off in it verified ([team] on)."""
+        with self.store.updating(run_id) as record:
+            if record.status != "waiting":
+                raise LockedError(f"run {run_id} is {record.status} now: someone else continued or ended it")
+            self.signer.verify(record)
+            record.status, record.pid = "running", os.getpid()
+            record.pid_start, record.hostname = process_start_time(os.getpid()), socket.gethostname()
+            record.resumes.append(self.signer.signoff(record, "", "resumed", action.note))
+        return record
 
     def _no_space(self, exc: BaseException, run_id: str) -> NoSpaceError | None:
         """A full disk as one clear line: what happened to the run, and what to do."""
@@ -351,9 +373,9 @@ class Execution:
         elif self.request.check and action is None:
             self._rehearse(step, step_record)
         elif step.type == "manual":
-            self._manual(step, step_record, action)
+            self._manual(record, step, step_record, action)
         else:
-            self._approval(step, step_record, action)
+            self._approval(record, step, step_record, action)
         if step_record.status == "waiting":
             self.store.save(record)
             return _WAIT
@@ -365,17 +387,21 @@ class Execution:
             return _NEXT
         return _STOP
 
-    def _manual(self, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
-        who = action.who if action else self.request.operator
+    def _manual(self, record: RunRecord, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
+        who = self.signer.who
         step = rehearsal(step, self.runbook.name) if self.request.check else step
         done = confirmed_items(step_record)
+
+        def sign(item: str, decision: str, note: str) -> Signoff:
+            return self.signer.signoff(record, step.name, decision, note, item)
+
         if action is not None and action.confirm:
-            step_record.signoffs += confirm_all(step, who, action.note, done)
+            step_record.signoffs += confirm_all(step, sign, action.note, done)
             step_record.status, step_record.message = "succeeded", ""
         elif self.request.interactive:
             self._prompting = True
             try:
-                completed, signoffs = walk(step, self.prompter, who, done)
+                completed, signoffs = walk(step, self.prompter, sign, done)
             except KeyboardInterrupt:
                 self.canceled = True
                 step_record.status, step_record.message = "canceled", f"canceled at the checklist by {who}"
@@ -401,12 +427,14 @@ class Execution:
         self.progress.note(rehearsal_notice(step, self.runbook.name))
         step_record.status, step_record.message = "skipped", rehearsed(step)
 
-    def _approval(self, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
+    def _approval(self, record: RunRecord, step: Step, step_record: StepRecord, action: ResumeAction | None) -> None:
         assert step.approval is not None
         if action is not None and action.reject:
-            step_record.signoffs.append(Signoff(action.who, now(), action.note, decision="rejected"))
-            step_record.status, step_record.message = "failed", f"rejected by {action.who}"
-        elif len(approvers(step_record)) >= step.approval.approvers:
+            signoff = self.signer.signoff(record, step.name, "rejected", action.note)
+            step_record.signoffs.append(signoff)
+            step_record.status, step_record.message = "failed", f"rejected by {signoff.who}"
+        elif len(counted_approvers(step_record, step.approval, record.operator,
+                                   self.ws.config.team.groups)) >= step.approval.approvers:
             step_record.status = "succeeded"
         else:
             step_record.status = "waiting"
@@ -415,7 +443,7 @@ class Execution:
         record.status, record.exit_code = "waiting", int(ExitCode.WAITING)
         self.store.save(record)
         shown = rehearsal(step, self.runbook.name) if record.check and step.type == "manual" else step
-        self.progress.note(waiting_message(record, shown, len(self.runbook.steps)))
+        self.progress.note(waiting_message(record, shown, len(self.runbook.steps), self.ws.config.team.groups))
         self._notify(record)
         return record
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Callable, Mapping, TextIO
 
 from runner.definition.model import Step
-from runner.store.records import RunRecord, Signoff, StepRecord, now
+from runner.execution.signoffs import counted_approvers
+from runner.store.records import RunRecord, Signoff, StepRecord
+
+# Makes one sign-off of a checklist item: (item, decision, note) -> Signoff (signed with [team] on).
+SignItem = Callable[[str, str, str], Signoff]
 
 
 class TerminalLost(Exception):
@@ -56,7 +60,7 @@ def checklist(step: Step) -> tuple[str, ...]:
     return step.checklist or ("Step done",)
 
 
-def walk(step: Step, prompter: Prompter, who: str, done: frozenset[str] = frozenset()) -> tuple[bool, list[Signoff]]:
+def walk(step: Step, prompter: Prompter, sign: SignItem, done: frozenset[str] = frozenset()) -> tuple[bool, list[Signoff]]:
     """Confirm each checklist item not in `done`, or abort with an explicit "a"; (completed, signoffs).
     A lost terminal raises TerminalLost carrying the items confirmed so far."""
     signoffs: list[Signoff] = []
@@ -66,7 +70,7 @@ def walk(step: Step, prompter: Prompter, who: str, done: frozenset[str] = frozen
             if item in done:
                 prompter.say(f"  [x] {item} (confirmed before)")
                 continue
-            if not _confirm_item(prompter, who, item, signoffs):
+            if not _confirm_item(prompter, sign, item, signoffs):
                 return False, signoffs
     except TerminalLost as lost:
         raise TerminalLost(signoffs) from lost
@@ -75,18 +79,18 @@ def walk(step: Step, prompter: Prompter, who: str, done: frozenset[str] = frozen
     return True, signoffs
 
 
-def _confirm_item(prompter: Prompter, who: str, item: str, signoffs: list[Signoff]) -> bool:
+def _confirm_item(prompter: Prompter, sign: SignItem, item: str, signoffs: list[Signoff]) -> bool:
     note = ""
     while True:
         choice = prompter.ask(f"  [ ] {item}: (c)onfirm, (n)ote, (a)bort? ")[:1].lower()
         if choice in ("c", "y"):
-            signoffs.append(Signoff(who, now(), note, item, "confirmed"))
+            signoffs.append(sign(item, "confirmed", note))
             prompter.say(f"  [x] {item}")
             return True
         if choice == "n":
             note = prompter.ask("      note: ")
         elif choice == "a":
-            signoffs.append(Signoff(who, now(), note, item, "aborted"))
+            signoffs.append(sign(item, "aborted", note))
             return False
 
 
@@ -95,16 +99,13 @@ def confirmed_items(step_record: StepRecord) -> frozenset[str]:
     return frozenset(s.item for s in step_record.signoffs if s.decision == "confirmed")
 
 
-def confirm_all(step: Step, who: str, note: str, done: frozenset[str] = frozenset()) -> list[Signoff]:
+def confirm_all(step: Step, sign: SignItem, note: str, done: frozenset[str] = frozenset()) -> list[Signoff]:
     """`resume --confirm`: every checklist item not confirmed yet, at once, with the operator's note."""
-    return [Signoff(who, now(), note, item, "confirmed") for item in checklist(step) if item not in done]
+    return [sign(item, "confirmed", note) for item in checklist(step) if item not in done]
 
 
-def approvers(step_record: StepRecord) -> set[str]:
-    return {s.who for s in step_record.signoffs if s.decision == "approved"}
-
-
-def waiting_message(record: RunRecord, step: Step, total: int) -> str:
+def waiting_message(record: RunRecord, step: Step, total: int,
+                    groups: Mapping[str, tuple[str, ...]] | None = None) -> str:
     where = f"run {record.id} waits at step {record.steps.index(_record_of(record, step)) + 1}/{total} {step.name!r}"
     if step.type == "manual":
         lines = [f"{where} (manual):", _indent(step.manual or "")]
@@ -113,10 +114,12 @@ def waiting_message(record: RunRecord, step: Step, total: int) -> str:
                      f"  (or on a terminal: runbook resume {record.id})")
         return "\n".join(lines)
     assert step.approval is not None
-    have = approvers(_record_of(record, step))
+    have = counted_approvers(_record_of(record, step), step.approval, record.operator, groups or {})
+    who = f"someone other than {record.operator}" + (f" in {' or '.join(step.approval.from_groups)}"
+                                                     if step.approval.from_groups else "")
     lines = [f"{where} for approval: {step.approval.message}",
-             f"  approvals: {len(have)}/{step.approval.approvers}" + (f" ({', '.join(sorted(have))})" if have else ""),
-             f"someone other than {record.operator} runs: runbook approve {record.id} [--note TEXT]"
+             f"  approvals: {len(have)}/{step.approval.approvers}" + (f" ({', '.join(have)})" if have else ""),
+             f"{who} runs: runbook approve {record.id} [--note TEXT]"
              f"  (or --reject to end the run)",
              f"then continue with: runbook resume {record.id}"]
     return "\n".join(lines)

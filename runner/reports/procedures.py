@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from runner.definition.durations import format_duration
 from runner.definition.model import Runbook, Step
 from runner.definition.workspace import Workspace
+from runner.execution.signoffs import team_note
 from runner.reports.markup import code, demote, escape, fenced, neutral, sections, to_html
 from runner.reports.playbooks import privileges, recorded_keys, task_names
 from runner.reports.values import human
@@ -114,7 +115,8 @@ def _before(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
         + ". The run stops at each (exit 5) until `runbook resume RUN`." if manual else "none."))
     items.append("**Approvals**: " + ("; ".join(
         f"{escape(s.name)}: {s.approval.approvers} person(s) other than the operator "
-        f"(`runbook approve RUN`)" for s in approvals if s.approval) + "." if approvals else "none."))
+        f"(`runbook approve RUN`)" for s in approvals if s.approval) + f"; {escape(team_note(ws))}."
+        if approvals else "none."))
     required = [p for p in rb.parameters if p.required]
     secrets = [p for p in rb.parameters if p.secret and p.env]
     if required:
@@ -215,7 +217,8 @@ def _step_body(ws: Workspace, step: Step, rb: Runbook) -> list[str]:
         if "runbook resume" not in (step.manual or ""):
             lines += ["", "Then continue:", ""] + fenced('runbook resume RUN --confirm --note "WHAT YOU DID"', "sh")
     if step.approval:
-        lines += ["", f"Needs {step.approval.approvers} approval(s) from someone other than the operator: "
+        groups = f" in {' or '.join(step.approval.from_groups)}" if step.approval.from_groups else ""
+        lines += ["", f"Needs {step.approval.approvers} approval(s) from someone other than the operator{groups}: "
                       f"{escape(step.approval.message)}", ""]
         lines += ["- [ ] Approved (`runbook approve RUN --note TEXT`; `--reject` ends the run)"]
     return lines

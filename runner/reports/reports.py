@@ -26,6 +26,9 @@ def html_env() -> Any:
     env.filters["human"] = human
     env.filters["when"] = human_time
     env.filters["human_block"] = human_block
+    from runner.execution.signoffs import identity_note
+
+    env.globals["identity_note"] = identity_note
     return env
 
 

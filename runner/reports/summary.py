@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from runner.definition.durations import format_duration
+from runner.execution.signoffs import identity_note
 from runner.reports.markup import escape, fenced
 from runner.reports.values import human, human_block
 from runner.times import human_time
@@ -51,6 +52,7 @@ def markdown(record: RunRecord) -> str:
         more = f"\n# ... {len(block) - _DATA_LINES} more lines: runbook log {record.id} --step {step.index + 1} --data"
         text = "\n".join(block[:_DATA_LINES]) + (more if len(block) > _DATA_LINES else "")
         lines += ["", f"**Step data: {escape(step.name)}**", ""] + fenced(text, "yaml")
+    lines += ["", identity_note(record)]
     lines += ["", f"Started {human_time(record.started_at)}" + (f", job {record.ci_job_url}" if record.ci_job_url else "") + "."]
     lines += [f"Resumed by {_cell(r.who)} at {human_time(r.at)}" + (f" on {_cell(r.host)}" if r.host else "")
               + (f": {_cell(r.note)}" if r.note else "") + "." for r in record.resumes]

@@ -13,10 +13,10 @@ import shutil
 import socket
 import time
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from runner.errors import ExitCode, RunbookError, UsageError
 from runner.store.files import make_private_dir, write_private
@@ -142,6 +142,29 @@ class Store(ABC):
 
     def load(self, run_id: str) -> RunRecord:
         return self.load_local(run_id)
+
+    @contextmanager
+    def updating(self, run_id: str) -> Iterator[RunRecord]:
+        """The run's record read fresh and saved at the end of the block, with every other update of it
+        (from any process, or any machine on the shared store) waiting meanwhile: concurrent approvals are
+        all kept. Nothing is saved when the block raises."""
+        self.require_writable()
+        import fcntl
+
+        folder = make_private_dir(self.run_dir(run_id))
+        fd = os.open(folder / ".update.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # run.json on this machine
+            with self._row_locked(run_id):  # the row, for every machine
+                record = self.load(run_id)
+                yield record
+                self.save(record)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @abstractmethod
+    def _row_locked(self, run_id: str) -> AbstractContextManager[None]:
+        """A transaction holding the run's row locked against other writers until it ends."""
 
     def load_local(self, run_id: str) -> RunRecord:
         path = self.run_dir(run_id) / "run.json"

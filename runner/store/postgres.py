@@ -392,6 +392,13 @@ class PostgresStore(Store):
             if events is not None:
                 _refresh(step_dir / "events.jsonl.gz", bytes(events))
 
+    @contextmanager
+    def _row_locked(self, run_id: str) -> Iterator[None]:
+        conn = self.conn
+        with conn.transaction():  # the row stays locked until the record is saved and committed
+            conn.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+            yield
+
     def step_output(self, record: RunRecord, index: int) -> str | None:
         rows = self.query("SELECT stdout FROM step_logs WHERE run_id = ? AND step_idx = ?", (record.id, index))
         return str(rows[0][0]) if rows else super().step_output(record, index)

@@ -58,6 +58,10 @@ class Signoff:
     item: str = ""
     decision: str = "confirmed"
     host: str = field(default_factory=socket.gethostname)  # where it was given (approve/resume from anywhere)
+    # With [team] on: the canonical JSON statement and its `ssh-keygen -Y sign` signature; `who` is then
+    # the principal its key proves. Empty without [team]: `who` is an unverified label.
+    statement: str = ""
+    signature: str = ""
 
 
 @dataclass
@@ -128,6 +132,8 @@ class RunRecord:
     steps: list[StepRecord] = field(default_factory=list)
     # Who continued the run, when and from which host (resume works from any machine on the team's store).
     resumes: list[Signoff] = field(default_factory=list)
+    # Signed statements about the whole run with [team] on: who started it, who canceled it.
+    signed: list[Signoff] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -145,8 +151,8 @@ class RunRecord:
             raw["counts"] = step.counts()
             for signoff, raw_signoff in zip(step.signoffs, raw["signoffs"]):
                 raw_signoff["at"] = iso(signoff.at)
-        for resume, raw_resume in zip(self.resumes, data["resumes"]):
-            raw_resume["at"] = iso(resume.at)
+        for signoff, raw_signoff in zip(self.resumes + self.signed, data["resumes"] + data["signed"]):
+            raw_signoff["at"] = iso(signoff.at)
         return data
 
     @classmethod
@@ -156,7 +162,8 @@ class RunRecord:
         data["started_at"] = from_iso(data["started_at"])
         data["ended_at"] = from_iso(data.get("ended_at"))
         data["steps"] = [_step_from_dict(s) for s in data.get("steps", [])]
-        data["resumes"] = [Signoff(**{"host": "", **s, "at": from_iso(s["at"])}) for s in data.get("resumes", [])]
+        data["resumes"] = [_signoff_from_dict(s) for s in data.get("resumes", [])]
+        data["signed"] = [_signoff_from_dict(s) for s in data.get("signed", [])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -167,6 +174,10 @@ def _step_from_dict(data: dict[str, Any]) -> StepRecord:
     data["started_at"] = from_iso(data.get("started_at"))
     data["ended_at"] = from_iso(data.get("ended_at"))
     data["hosts"] = {h: HostResult(**r) for h, r in data.get("hosts", {}).items()}
-    data["signoffs"] = [Signoff(**{"host": "", **s, "at": from_iso(s["at"])}) for s in data.get("signoffs", [])]
+    data["signoffs"] = [_signoff_from_dict(s) for s in data.get("signoffs", [])]
     names = {f.name for f in dataclasses.fields(StepRecord)}
     return StepRecord(**{k: v for k, v in data.items() if k in names})
+
+
+def _signoff_from_dict(data: dict[str, Any]) -> Signoff:
+    return Signoff(**{"host": "", **data, "at": from_iso(data["at"])})

@@ -105,6 +105,7 @@ class SqliteStore(BaseStore):
         super().__init__(state_dir)
         self._db: sqlite3.Connection | None = None
         self.read_only = False
+        self._depth = 0  # open transactions: an inner one joins the outer one
 
     @property
     def path(self) -> Path:
@@ -269,15 +270,29 @@ class SqliteStore(BaseStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection runs in autocommit mode)."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection runs in autocommit mode);
+        inside another one, part of it."""
         db = self.db
+        if self._depth:
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
         try:
             yield db
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._depth -= 1
         db.execute("COMMIT")
+
+    @contextmanager
+    def _row_locked(self, run_id: str) -> Iterator[None]:
+        if self.read_only:
+            raise ReadOnlyError(f"the state dir {self.root} is read-only for this user: nothing was changed")
+        with self._transaction():  # BEGIN IMMEDIATE: the database's write lock, until the record is saved
+            yield
 
     def reap_dead_runs(self) -> list[str]:
         if self.read_only:

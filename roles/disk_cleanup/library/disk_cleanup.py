@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""Ansible module: free space under given folders only, never following a symlink out of them.
+
+Removes regular files older than `remove_after_days`, gzips the remaining ones older than
+`compress_after_days`, optionally cleans the package manager's cache and vacuums the systemd journal,
+and reports the bytes freed per folder. Supports check mode (counts what it would free).
+
+Safety: every path must be a real folder (no symlink anywhere along it) under one of `allowed_roots`,
+otherwise nothing at all is touched on the host. The walk uses directory file descriptors
+(os.fwalk without following symlinks), opens and unlinks relative to them with O_NOFOLLOW, never
+crosses into another filesystem, and skips anything that is not a regular file with a single link.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: disk_cleanup
+short_description: Remove and compress old files under allowed folders, report bytes freed
+options:
+  paths: {description: Folders to clean., type: list, elements: str, required: true}
+  allowed_roots: {description: Folders the paths must lie under., type: list, elements: str, required: true}
+  remove_after_days: {description: Remove regular files older than this., type: int, required: true}
+  compress_after_days: {description: Gzip files older than this (0 = no compression)., type: int, default: 0}
+  package_cache: {description: Clean the package manager's download cache., type: bool, default: false}
+  journal: {description: Vacuum the systemd journal to remove_after_days., type: bool, default: false}
+"""
+
+import gzip
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".zip", ".tgz", ".7z", ".lzma")
+PACKAGE_CACHES = (("apt-get", ["apt-get", "clean"], "/var/cache/apt/archives"),
+                  ("dnf", ["dnf", "clean", "packages"], "/var/cache/dnf"),
+                  ("yum", ["yum", "clean", "packages"], "/var/cache/yum"),
+                  ("zypper", ["zypper", "--non-interactive", "clean", "--all"], "/var/cache/zypp/packages"))
+JOURNALS = ("/var/log/journal", "/run/log/journal")
+
+
+def refusal(path, roots):
+    """Why this path may not be cleaned, or None."""
+    if not os.path.isabs(path):
+        return f"{path}: not an absolute path"
+    norm = os.path.normpath(path)
+    if not any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in roots):
+        return f"{path}: outside the allowed folders ({', '.join(roots)})"
+    if not os.path.lexists(norm):
+        return None  # nothing to clean there; reported as missing
+    real = os.path.realpath(norm)
+    if real != norm:
+        return f"{path}: goes through a symlink (resolves to {real}): refused"
+    if not stat.S_ISDIR(os.lstat(norm).st_mode):
+        return f"{path}: not a folder"
+    return None
+
+
+def allocated(st):
+    return st.st_blocks * 512
+
+
+def tree_bytes(path):
+    """Bytes allocated to regular files under path (no symlink followed, one filesystem)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return 0
+    total, dev = 0, os.lstat(path).st_dev
+    for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+        dirs[:] = [d for d in dirs if same_device(d, dirfd, dev)]
+        for name in files:
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += allocated(st)
+    return total
+
+
+def same_device(name, dirfd, dev):
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_dev == dev
+
+
+def compress(name, dirfd, st):
+    """Gzip one file next to itself (name.gz), keeping mode, owner and times; returns bytes saved."""
+    target = name + ".gz"
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+    try:
+        now = os.fstat(src)
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(now.st_mode):
+            return None  # replaced since the walk saw it
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dirfd)
+        try:
+            with os.fdopen(os.dup(src), "rb") as inp, os.fdopen(os.dup(dst), "wb") as raw:
+                with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime)) as out:
+                    shutil.copyfileobj(inp, out, 1 << 20)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+            os.fchown(dst, st.st_uid, st.st_gid)
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            written = os.fstat(dst)
+        except BaseException:
+            os.unlink(target, dir_fd=dirfd)
+            raise
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    os.unlink(name, dir_fd=dirfd)
+    return allocated(st) - allocated(written)
+
+
+class Cleaner:
+    def __init__(self, remove_before, compress_before, check):
+        self.remove_before, self.compress_before, self.check = remove_before, compress_before, check
+
+    def clean(self, path):
+        found = {"path": path, "removed_files": 0, "removed_bytes": 0, "compressed_files": 0,
+                 "compressed_bytes_saved": 0, "skipped": 0, "errors": [], "missing": False}
+        if not os.path.lexists(path):
+            found["missing"] = True
+            return found
+        dev = os.lstat(path).st_dev
+        for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+            dirs[:] = [d for d in dirs if same_device(d, dirfd, dev)]
+            for name in files:
+                self.one(name, dirfd, found)
+        found["freed_bytes"] = found["removed_bytes"] + found["compressed_bytes_saved"]
+        return found
+
+    def one(self, name, dirfd, found):
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except OSError:
+            return
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            found["skipped"] += 1  # symlinks, sockets, devices, hard-linked files: never touched
+            return
+        try:
+            if st.st_mtime < self.remove_before:
+                if not self.check:
+                    os.unlink(name, dir_fd=dirfd)
+                found["removed_files"] += 1
+                found["removed_bytes"] += allocated(st)
+            elif st.st_mtime < self.compress_before and not name.endswith(COMPRESSED):
+                saved = None if self.check else compress(name, dirfd, st)
+                if saved is not None or self.check:
+                    found["compressed_files"] += 1
+                    found["compressed_bytes_saved"] += saved or 0
+        except OSError as exc:
+            found["errors"].append(f"{name}: {exc.strerror}")
+
+
+def command_freeing(module, argv, folders, check):
+    """Runs argv (not in check mode) and returns (bytes freed in folders, error text or None)."""
+    before = sum(tree_bytes(f) for f in folders)
+    if check:
+        return before, None
+    rc, _, err = module.run_command(argv, environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        return 0, f"{' '.join(argv)}: exit {rc}: {err.strip()[:300]}"
+    return max(before - sum(tree_bytes(f) for f in folders), 0), None
+
+
+def use_pct(path):
+    try:
+        vfs = os.statvfs(path)
+    except OSError:
+        return None
+    used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
+    usable = used + vfs.f_bavail * vfs.f_frsize
+    return round(100.0 * used / usable, 1) if usable else None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "paths": {"type": "list", "elements": "str", "required": True},
+            "allowed_roots": {"type": "list", "elements": "str", "required": True},
+            "remove_after_days": {"type": "int", "required": True},
+            "compress_after_days": {"type": "int", "default": 0},
+            "package_cache": {"type": "bool", "default": False},
+            "journal": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p, check = module.params, module.check_mode
+    roots = [os.path.normpath(r) for r in p["allowed_roots"]]
+    paths = [os.path.normpath(x) for x in p["paths"]]
+    refused = [r for r in (refusal(x, roots) for x in p["paths"]) if r]
+    if p["remove_after_days"] < 1:
+        refused.append(f"remove_after_days={p['remove_after_days']}: must be 1 or more")
+    if refused:
+        module.fail_json(msg="; ".join(refused) + ": nothing was touched", refused=refused)
+    now = time.time()
+    compress_days = p["compress_after_days"]
+    cleaner = Cleaner(now - p["remove_after_days"] * 86400, now - compress_days * 86400 if compress_days > 0 else 0, check)
+    before = {x: use_pct(x) for x in paths}
+    results = [cleaner.clean(x) for x in paths]
+    extra, errors = {}, [e for r in results for e in r["errors"]]
+    if p["package_cache"]:
+        tool = next((t for t in PACKAGE_CACHES if shutil.which(t[0])), None)
+        if tool:
+            extra["package_cache"], problem = command_freeing(module, tool[1], [tool[2]], check)
+            errors += [problem] if problem else []
+    if p["journal"] and shutil.which("journalctl") and any(os.path.isdir(j) for j in JOURNALS):
+        argv = ["journalctl", f"--vacuum-time={p['remove_after_days']}d"]
+        extra["journal"], problem = command_freeing(module, argv, list(JOURNALS), check)
+        errors += [problem] if problem else []
+    for r in results:
+        r["use_pct_before"], r["use_pct_after"] = before[r["path"]], use_pct(r["path"])
+    freed = sum(r.get("freed_bytes", 0) for r in results) + sum(extra.values())
+    touched = any(r["removed_files"] or r["compressed_files"] for r in results) or freed > 0
+    module.exit_json(changed=touched and not check, paths=results, package_cache_freed=extra.get("package_cache"),
+                     journal_freed=extra.get("journal"), freed_bytes=freed, errors=errors)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,8 @@ from conftest import copy_workspace, on_host, runbook
 HOSTS = ["fleet-01", "fleet-02", "fleet-03", "fleet-04"]
 CANARY = "/etc/disk-cleanup-canary"
 # Per host: /var/tmp/dc/app holds two old files (10 days), a 3-day-old log and .gz, a fresh log; a
-# symlink to /etc and one to an old file in /etc; /var/log/dc holds one old file.
+# symlink to /etc and one to an old file in /etc; an old log a process holds open; /var/log/dc holds
+# one old file.
 LAYOUT = f"""set -e
     mkdir -p /var/tmp/dc/app/sub /var/log/dc
     head -c 200000 /dev/urandom > /var/tmp/dc/app/old.log
@@ -30,8 +31,11 @@ LAYOUT = f"""set -e
     touch -d '10 days ago' /var/tmp/dc/app/old.log /var/tmp/dc/app/sub/old.bin /var/log/dc/old.log \
         {CANARY}
     touch -h -d '10 days ago' /var/tmp/dc/app/etc-link /var/tmp/dc/app/canary-link
-    touch -d '3 days ago' /var/tmp/dc/app/recent.log /var/tmp/dc/app/older.log.1.gz"""
-CLEANUP = f"rm -rf /var/tmp/dc /var/log/dc /var/tmp/dc-link {CANARY}"
+    touch -d '3 days ago' /var/tmp/dc/app/recent.log /var/tmp/dc/app/older.log.1.gz
+    echo 'still written' > /var/tmp/dc/app/held.log && touch -d '10 days ago' /var/tmp/dc/app/held.log
+    cp /bin/sleep /var/tmp/dc-holder
+    (setsid /var/tmp/dc-holder 600 3>>/var/tmp/dc/app/held.log </dev/null >/dev/null 2>&1 &)"""
+CLEANUP = f"pkill -x dc-holder; rm -rf /var/tmp/dc /var/log/dc /var/tmp/dc-link /var/tmp/dc-holder {CANARY}"
 
 
 @pytest.fixture
@@ -81,8 +85,9 @@ def test_removes_and_compresses_old_files_and_never_follows_a_symlink(
     assert f"({figures['fleet-01']['freed_bytes']} bytes): /var/tmp/dc 2 removed, 1 compressed" in log_text
 
     listing = on_host(fleet_hosts, "fleet-01", "cd /var/tmp/dc/app && find . | sort").stdout.split()
-    assert listing == [".", "./canary-link", "./etc-link", "./older.log.1.gz", "./recent.log.gz", "./sub",
-                       "./today.log"]
+    # the open log is kept (removing it would free nothing while the process holds it)
+    assert listing == [".", "./canary-link", "./etc-link", "./held.log", "./older.log.1.gz", "./recent.log.gz",
+                       "./sub", "./today.log"]
     # compressed in place: same content, same modification time
     assert on_host(fleet_hosts, "fleet-01", "gunzip -c /var/tmp/dc/app/recent.log.gz | md5sum").stdout == recent
     age = on_host(fleet_hosts, "fleet-01", "echo $(( $(date +%s) - $(stat -c %Y /var/tmp/dc/app/recent.log.gz) ))")

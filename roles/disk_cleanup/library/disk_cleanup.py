@@ -9,6 +9,9 @@ Safety: every path must be a real folder (no symlink anywhere along it) under on
 otherwise nothing at all is touched on the host. The walk uses directory file descriptors
 (os.fwalk without following symlinks), opens and unlinks relative to them with O_NOFOLLOW, never
 crosses into another filesystem, and skips anything that is not a regular file with a single link.
+Files some process holds open are skipped too (removing them frees nothing until the process closes
+them, compressing them loses what it writes next), and so are the login records (wtmp, btmp, lastlog)
+and journal files (journald's own; `journal: true` vacuums them).
 """
 from __future__ import annotations
 
@@ -39,6 +42,27 @@ PACKAGE_CACHES = (("apt-get", ["apt-get", "clean"], "/var/cache/apt/archives"),
                   ("yum", ["yum", "clean", "packages"], "/var/cache/yum"),
                   ("zypper", ["zypper", "--non-interactive", "clean", "--all"], "/var/cache/zypp/packages"))
 JOURNALS = ("/var/log/journal", "/run/log/journal")
+KEPT_NAMES = ("wtmp", "btmp", "lastlog", "faillog", "utmp")
+KEPT_SUFFIXES = (".journal", ".journal~")
+
+
+def open_files():
+    """(device, inode) of every file a process on this host holds open."""
+    held = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to see
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            held.add((st.st_dev, st.st_ino))
+    return held
 
 
 def refusal(path, roots):
@@ -118,6 +142,7 @@ def compress(name, dirfd, st):
 class Cleaner:
     def __init__(self, remove_before, compress_before, check):
         self.remove_before, self.compress_before, self.check = remove_before, compress_before, check
+        self.held = open_files()
 
     def clean(self, path):
         found = {"path": path, "removed_files": 0, "removed_bytes": 0, "compressed_files": 0,
@@ -138,8 +163,9 @@ class Cleaner:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except OSError:
             return
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-            found["skipped"] += 1  # symlinks, sockets, devices, hard-linked files: never touched
+        if (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or (st.st_dev, st.st_ino) in self.held
+                or name in KEPT_NAMES or name.endswith(KEPT_SUFFIXES)):
+            found["skipped"] += 1  # symlinks, sockets, devices, hard links, open files, login records
             return
         try:
             if st.st_mtime < self.remove_before:

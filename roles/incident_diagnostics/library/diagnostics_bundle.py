@@ -3,9 +3,9 @@
 
 Read-only (supports check mode, changes nothing): runs the commands an operator types first in an
 incident (uptime, ps, free, df, ss, dmesg, the recent log, failed units, the last package changes) and
-returns their output per section. Every section gets an equal share of `max_bytes`; a longer output
-keeps its most useful end (the top of a sorted process list, the latest lines of a log) and says how
-much was cut. A command that is missing is skipped with a note, one that fails keeps its rc and stderr.
+returns their output per section. The sections share `max_bytes` fairly: the short ones are kept whole
+and what they leave is split evenly among the long ones; a section cut to fit keeps its most useful end
+(the top of a sorted process list, the latest lines of a log) and says how much was cut. A command that is missing is skipped with a note, one that fails keeps its rc and stderr.
 """
 from __future__ import annotations
 
@@ -91,6 +91,15 @@ def cut(text, budget, keep):
     return part.decode("utf-8", "ignore"), len(data) - len(part)
 
 
+def shares(sizes, total):
+    """Bytes each section may keep: the smallest whole while they fit, the rest an even split."""
+    budgets, left = {}, total
+    for count, name in enumerate(sorted(sizes, key=sizes.get)):
+        budgets[name] = min(sizes[name], left // (len(sizes) - count))
+        left -= budgets[name]
+    return budgets
+
+
 def main():
     module = AnsibleModule(argument_spec={
         "max_bytes": {"type": "int", "required": True},
@@ -99,10 +108,8 @@ def main():
     if module.params["max_bytes"] < 1024:
         module.fail_json(msg=f"max_bytes must be at least 1024, not {module.params['max_bytes']}")
     started = time.monotonic()
-    wanted = sections(module.params["log_lines"])
-    budget = module.params["max_bytes"] // len(wanted)
-    bundle, notes, size, truncated = {}, [], 0, []
-    for name, source, keep in wanted:
+    outputs, notes = {}, []
+    for name, source, keep in sections(module.params["log_lines"]):
         if source is None or (isinstance(source, list) and not shutil.which(source[0])):
             notes.append(f"{name}: not available on this host")
             continue
@@ -111,9 +118,12 @@ def main():
         except (OSError, subprocess.SubprocessError) as exc:
             notes.append(f"{name}: {exc}")
             continue
-        text, omitted = cut(text, budget, keep)
-        bundle[name] = {"command": " ".join(source) if isinstance(source, list) else source[1], "rc": rc,
-                        "output": text, "omitted_bytes": omitted}
+        outputs[name] = (" ".join(source) if isinstance(source, list) else source[1], rc, text, keep)
+    budgets = shares({n: len(o[2].encode("utf-8")) for n, o in outputs.items()}, module.params["max_bytes"])
+    bundle, size, truncated = {}, 0, []
+    for name, (command, rc, text, keep) in outputs.items():
+        text, omitted = cut(text, budgets[name], keep)
+        bundle[name] = {"command": command, "rc": rc, "output": text, "omitted_bytes": omitted}
         size += len(text.encode("utf-8"))
         truncated += [name] if omitted else []
     module.exit_json(changed=False, bundle=bundle, notes=notes, bytes=size, truncated=truncated,

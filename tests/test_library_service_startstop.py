@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,20 +53,19 @@ def system(fleet_hosts: Any) -> Iterator[dict[tuple[str, str], int]]:
     """The services installed and running, each on its own port; stopped and removed after."""
     ports = dict(zip(PLACES, free_ports(len(PLACES))))
     try:
-        for (host, name), port in ports.items():
-            script = INIT_SCRIPT.replace("@NAME@", name).replace("@EVENTS@", EVENTS)
-            on_host(fleet_hosts, host, f"""set -e
-                cat > /etc/init.d/{name} <<'EOF'
-{script}EOF
-                chmod 755 /etc/init.d/{name}
-                echo PORT={port} > /etc/default/{name}
-                /etc/init.d/{name} start""")
-        for (host, name), port in ports.items():
-            on_host(fleet_hosts, host, f"for i in $(seq 300); do python3 -c 'import socket; "
-                                       f"socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; "
-                                       "sleep 0.1; done; exit 1")
         for host in ("fleet-01", "fleet-02"):
-            on_host(fleet_hosts, host, f": > {EVENTS}")
+            setup = []
+            for name, port in ((n, p) for (h, n), p in ports.items() if h == host):
+                script = INIT_SCRIPT.replace("@NAME@", name).replace("@EVENTS@", EVENTS)
+                setup.append(f"""cat > /etc/init.d/{name} <<'EOF'
+{script}EOF
+                chmod 755 /etc/init.d/{name} && echo PORT={port} > /etc/default/{name} && /etc/init.d/{name} start""")
+            on_host(fleet_hosts, host, "set -e\n" + "\n".join(setup))
+        deadline = time.monotonic() + 30  # a loaded test machine can take a while to start Python
+        while not all(_listening(port) for port in ports.values()):
+            assert time.monotonic() < deadline, "the demo services did not come up"
+            time.sleep(0.1)
+        _clear_events(fleet_hosts)
         yield ports
     finally:
         for host, name in PLACES:
@@ -83,6 +83,11 @@ def inventory(fleet_hosts: Any, system: dict[tuple[str, str], int], tmp_path: Pa
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _clear_events(fleet: Any) -> None:
+    for host in ("fleet-01", "fleet-02"):
+        on_host(fleet, host, f": > {EVENTS}")
 
 
 def _events(fleet: Any) -> list[tuple[int, str, str, str]]:
@@ -120,8 +125,7 @@ def test_stops_front_to_back_and_starts_back_to_front_checking_each_service(
     log = runbook("log", record["id"], cwd=ws).stdout
     assert f"fleet-02: stopped demo-api (port {system[('fleet-02', 'demo-api')]}), demo-db not here" in log
 
-    on_host(fleet_hosts, "fleet-01", f": > {EVENTS}")
-    on_host(fleet_hosts, "fleet-02", f": > {EVENTS}")
+    _clear_events(fleet_hosts)
     code, record, stderr = _run(ws, inventory, "-p", "action=start")
     assert code == 0, stderr
     assert all(_listening(port) for port in system.values())
@@ -142,11 +146,9 @@ def test_a_service_that_does_not_come_up_stops_the_start_on_every_host(
             in precheck["hosts"]["fleet-01"]["message"])
     assert all(_listening(port) for port in system.values())  # nothing stopped
 
-    for host, name in PLACES:
-        on_host(fleet_hosts, host, f"/etc/init.d/{name} stop")
-    on_host(fleet_hosts, "fleet-01", "echo ARGS=--no-such-option >> /etc/default/demo-db")
-    on_host(fleet_hosts, "fleet-01", f": > {EVENTS}")
-    on_host(fleet_hosts, "fleet-02", f": > {EVENTS}")
+    on_host(fleet_hosts, "fleet-01", "/etc/init.d/demo-api stop && /etc/init.d/demo-db stop && "
+                                     f"echo ARGS=--no-such-option >> /etc/default/demo-db && : > {EVENTS}")
+    on_host(fleet_hosts, "fleet-02", f"/etc/init.d/demo-api stop && : > {EVENTS}")
     code, record, stderr = _run(ws, inventory, "-p", "action=start", "-p", "wait_seconds=2")
     assert code == 1, stderr
     step = record["steps"][1]

@@ -122,7 +122,8 @@ def compress(name, dirfd, st):
         dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dirfd)
         try:
             with os.fdopen(os.dup(src), "rb") as inp, os.fdopen(os.dup(dst), "wb") as raw:
-                with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime)) as out:
+                # level 6 (gzip's default): a multi-gigabyte log must not take the whole emergency
+                with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime), compresslevel=6) as out:
                     shutil.copyfileobj(inp, out, 1 << 20)
             os.fchmod(dst, stat.S_IMODE(st.st_mode))
             os.fchown(dst, st.st_uid, st.st_gid)
@@ -140,46 +141,65 @@ def compress(name, dirfd, st):
 
 
 class Cleaner:
+    """Removes (first, in every folder: it frees the room compression needs), then compresses."""
+
     def __init__(self, remove_before, compress_before, check):
         self.remove_before, self.compress_before, self.check = remove_before, compress_before, check
         self.held = open_files()
 
-    def clean(self, path):
-        found = {"path": path, "removed_files": 0, "removed_bytes": 0, "compressed_files": 0,
-                 "compressed_bytes_saved": 0, "skipped": 0, "errors": [], "missing": False}
-        if not os.path.lexists(path):
-            found["missing"] = True
-            return found
-        dev = os.lstat(path).st_dev
-        for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+    def clean(self, paths):
+        results = [self.start(x) for x in paths]
+        for phase in (self.remove, self.compress):
+            for found in results:
+                if not found["missing"]:
+                    self.walk(found, phase)
+        for found in results:
+            found["freed_bytes"] = found["removed_bytes"] + found["compressed_bytes_saved"]
+        return results
+
+    @staticmethod
+    def start(path):
+        return {"path": path, "removed_files": 0, "removed_bytes": 0, "compressed_files": 0,
+                "compressed_bytes_saved": 0, "skipped": 0, "errors": [], "missing": not os.path.lexists(path)}
+
+    def walk(self, found, phase):
+        dev = os.lstat(found["path"]).st_dev
+        for root, dirs, files, dirfd in os.fwalk(found["path"], follow_symlinks=False):
             dirs[:] = [d for d in dirs if same_device(d, dirfd, dev)]
             for name in files:
-                self.one(name, dirfd, found)
-        found["freed_bytes"] = found["removed_bytes"] + found["compressed_bytes_saved"]
-        return found
+                st = self.candidate(name, dirfd, found, count=phase == self.remove)
+                if st is not None:
+                    try:
+                        phase(name, dirfd, st, found)
+                    except OSError as exc:
+                        found["errors"].append(f"{os.path.join(root, name)}: {exc.strerror}")
 
-    def one(self, name, dirfd, found):
+    def candidate(self, name, dirfd, found, count):
+        """The file's lstat when it may be touched at all, else None (counted as skipped once)."""
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except OSError:
-            return
+            return None
         if (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or (st.st_dev, st.st_ino) in self.held
                 or name in KEPT_NAMES or name.endswith(KEPT_SUFFIXES)):
-            found["skipped"] += 1  # symlinks, sockets, devices, hard links, open files, login records
-            return
-        try:
-            if st.st_mtime < self.remove_before:
-                if not self.check:
-                    os.unlink(name, dir_fd=dirfd)
-                found["removed_files"] += 1
-                found["removed_bytes"] += allocated(st)
-            elif st.st_mtime < self.compress_before and not name.endswith(COMPRESSED):
-                saved = None if self.check else compress(name, dirfd, st)
-                if saved is not None or self.check:
-                    found["compressed_files"] += 1
-                    found["compressed_bytes_saved"] += saved or 0
-        except OSError as exc:
-            found["errors"].append(f"{name}: {exc.strerror}")
+            found["skipped"] += count  # symlinks, sockets, devices, hard links, open files, login records
+            return None
+        return st
+
+    def remove(self, name, dirfd, st, found):
+        if st.st_mtime < self.remove_before:
+            if not self.check:
+                os.unlink(name, dir_fd=dirfd)
+            found["removed_files"] += 1
+            found["removed_bytes"] += allocated(st)
+
+    def compress(self, name, dirfd, st, found):
+        # old files were removed (in check mode: counted as removed, and still there)
+        if self.remove_before <= st.st_mtime < self.compress_before and not name.endswith(COMPRESSED):
+            saved = None if self.check else compress(name, dirfd, st)
+            if saved is not None or self.check:
+                found["compressed_files"] += 1
+                found["compressed_bytes_saved"] += saved or 0
 
 
 def command_freeing(module, argv, folders, check):
@@ -227,7 +247,7 @@ def main():
     compress_days = p["compress_after_days"]
     cleaner = Cleaner(now - p["remove_after_days"] * 86400, now - compress_days * 86400 if compress_days > 0 else 0, check)
     before = {x: use_pct(x) for x in paths}
-    results = [cleaner.clean(x) for x in paths]
+    results = cleaner.clean(paths)
     extra, errors = {}, [e for r in results for e in r["errors"]]
     if p["package_cache"]:
         tool = next((t for t in PACKAGE_CACHES if shutil.which(t[0])), None)

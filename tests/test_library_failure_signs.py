@@ -24,7 +24,13 @@ case "$1" in
   -H) echo 'SMART overall-health self-assessment test result: FAILED!'; exit 8 ;;
 esac
 """
-CLEANUP = f"rm -rf {LOGS} /usr/local/sbin/smartctl /run/reboot-required /run/reboot-required.pkgs"
+# journalctl as the module calls it (kernel messages as JSON since a time), from a file of the test's
+FAKE_JOURNALCTL = f"""#!/bin/sh
+echo "$@" > /tmp/journalctl.argv
+cat {LOGS}/journal.json
+"""
+CLEANUP = (f"rm -rf {LOGS} /usr/local/sbin/smartctl /usr/local/sbin/journalctl /tmp/journalctl.argv "
+           "/run/reboot-required /run/reboot-required.pkgs")
 
 
 def _line(when: datetime, host: str, message: str, bsd: bool = False) -> str:
@@ -40,7 +46,7 @@ def _put(fleet: Any, host: str, path: str, text: str, mode: str = "644") -> None
 @pytest.fixture
 def signs(fleet_hosts: Any) -> Iterator[None]:
     """fleet-01: an OOM kill three days ago; fleet-02: a failing disk and recent I/O errors; fleet-03: a
-    recent OOM kill, a segfault and a pending reboot; fleet-04: nothing."""
+    recent OOM kill, a segfault and a pending reboot (in its journal too); fleet-04: nothing."""
     now = datetime.now(timezone.utc)
     recent, old = now - timedelta(hours=1), now - timedelta(days=3)
     benign = "e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex"
@@ -57,6 +63,12 @@ def signs(fleet_hosts: Any) -> Iterator[None]:
         for host, lines in logs.items():
             _put(fleet_hosts, host, f"{LOGS}/kern.log", "\n".join(lines) + "\n")
         _put(fleet_hosts, "fleet-02", "/usr/local/sbin/smartctl", FAKE_SMARTCTL, mode="755")
+        journal = {"fleet-03": [json.dumps({"MESSAGE": m, "_TRANSPORT": "kernel"}) for m in (
+                       "Out of memory: Killed process 778 (postgres) total-vm:1kB", "sshd[5]: segfault at 8 ip 0")],
+                   "fleet-04": []}
+        for host, entries in journal.items():
+            _put(fleet_hosts, host, f"{LOGS}/journal.json", "".join(e + "\n" for e in entries))
+            _put(fleet_hosts, host, "/usr/local/sbin/journalctl", FAKE_JOURNALCTL, mode="755")
         on_host(fleet_hosts, "fleet-03", "echo '*** System restart required ***' > /run/reboot-required && "
                                          "echo linux-image-6.1.0-28-amd64 > /run/reboot-required.pkgs")
         yield
@@ -75,8 +87,8 @@ def inventory(fleet_hosts: Any, tmp_path: Path) -> Path:
     return path
 
 
-def _run(ws: Path, inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    done = runbook("run", "failure-signs", "--json", "-i", str(inventory), "-p", "log_source=files", *args, cwd=ws)
+def _run(ws: Path, inventory: Path, *args: str, source: str = "files") -> tuple[int, dict[str, Any], str]:
+    done = runbook("run", "failure-signs", "--json", "-i", str(inventory), "-p", f"log_source={source}", *args, cwd=ws)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout), done.stderr
 
@@ -107,7 +119,7 @@ def test_a_failing_disk_and_io_errors_make_the_host_critical_and_fail_the_run(
 
 
 def test_warnings_pass_unless_fail_on_says_so_and_since_reaches_back(
-        signs: None, inventory: Path, tmp_path: Path) -> None:
+        fleet_hosts: Any, signs: None, inventory: Path, tmp_path: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
     code, record, stderr = _run(ws, inventory, "-l", "fleet-01,fleet-03,fleet-04", "-p", "since=7d")
     assert code == 0, stderr
@@ -115,6 +127,13 @@ def test_warnings_pass_unless_fail_on_says_so_and_since_reaches_back(
     assert {h: f["verdict"] for h, f in found.items()} == {"fleet-01": "warning", "fleet-03": "warning", "fleet-04": "ok"}
     assert found["fleet-01"]["warning"] == ["1 OOM kills (java 1)"]
 
-    code, record, stderr = _run(ws, inventory, "--check", "-l", "fleet-03,fleet-04", "-p", "fail_on=warning")
+    # the journal's kernel messages this time
+    code, record, stderr = _run(ws, inventory, "--check", "-l", "fleet-03,fleet-04", "-p", "fail_on=warning",
+                                source="journal")
     assert code == 1, stderr
     assert {h: r["failed"] for h, r in record["steps"][0]["hosts"].items()} == {"fleet-03": 1, "fleet-04": 0}
+    found = record["steps"][0]["data"]["failure_signs"]
+    assert found["fleet-03"]["log_source"] == "journal"
+    assert found["fleet-03"]["warning"][:2] == ["1 OOM kills (postgres 1)", "1 segfaults (sshd 1)"]
+    argv = on_host(fleet_hosts, "fleet-03", "cat /tmp/journalctl.argv").stdout.split()
+    assert "_TRANSPORT=kernel" in argv and any(a.startswith("--since=@") for a in argv)

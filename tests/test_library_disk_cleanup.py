@@ -35,7 +35,8 @@ LAYOUT = f"""set -e
     echo 'still written' > /var/tmp/dc/app/held.log && touch -d '10 days ago' /var/tmp/dc/app/held.log
     cp /bin/sleep /var/tmp/dc-holder
     (setsid /var/tmp/dc-holder 600 3>>/var/tmp/dc/app/held.log </dev/null >/dev/null 2>&1 &)"""
-CLEANUP = f"pkill -x dc-holder; rm -rf /var/tmp/dc /var/log/dc /var/tmp/dc-link /var/tmp/dc-holder {CANARY}"
+DEB = "/var/cache/apt/archives/demo-tool_1.0_amd64.deb"
+CLEANUP = f"rm -f {DEB}; pkill -x dc-holder; rm -rf /var/tmp/dc /var/log/dc /var/tmp/dc-link /var/tmp/dc-holder {CANARY}"
 
 
 @pytest.fixture
@@ -62,7 +63,10 @@ def _run(ws: Path, fleet: Any, *args: str) -> tuple[int, dict[str, Any], str]:
 def test_removes_and_compresses_old_files_and_never_follows_a_symlink(
         fleet_hosts: Any, old_files: None, tmp_path: Path) -> None:
     ws = copy_workspace("repo", tmp_path / "ws")
-    paths = ("-p", "paths=/var/tmp/dc,/var/log/dc", "-l", "fleet-01,fleet-02")
+    paths = ("-p", "paths=/var/tmp/dc,/var/log/dc", "-l", "fleet-01,fleet-02", "-p", "clean_package_cache=true")
+    # a downloaded package in apt's cache (apt-get clean removes it)
+    on_host(fleet_hosts, "fleet-01", f"mkdir -p {DEB.rsplit('/', 1)[0]} && head -c 300000 /dev/urandom > {DEB}")
+    deb = _blocks(fleet_hosts, "fleet-01", DEB)
     removed = _blocks(fleet_hosts, "fleet-01", "/var/tmp/dc/app/old.log", "/var/tmp/dc/app/sub/old.bin")
     recent = on_host(fleet_hosts, "fleet-01", "md5sum < /var/tmp/dc/app/recent.log").stdout
 
@@ -70,7 +74,7 @@ def test_removes_and_compresses_old_files_and_never_follows_a_symlink(
     assert code == 0, stderr
     would = record["steps"][0]["data"]["disk_cleanup"]["fleet-01"]["paths"][0]
     assert (would["removed_files"], would["compressed_files"], would["removed_bytes"]) == (2, 1, removed)
-    on_host(fleet_hosts, "fleet-01", "test -f /var/tmp/dc/app/old.log && test -f /var/tmp/dc/app/recent.log")
+    on_host(fleet_hosts, "fleet-01", f"test -f /var/tmp/dc/app/old.log && test -f /var/tmp/dc/app/recent.log && test -f {DEB}")
 
     code, record, stderr = _run(ws, fleet_hosts, *paths)
     assert code == 0, stderr
@@ -80,7 +84,10 @@ def test_removes_and_compresses_old_files_and_never_follows_a_symlink(
     assert (tmp["path"], tmp["removed_files"], tmp["compressed_files"], tmp["removed_bytes"]) == (
         "/var/tmp/dc", 2, 1, removed)
     assert tmp["compressed_bytes_saved"] > 0 and (log["path"], log["removed_files"]) == ("/var/log/dc", 1)
-    assert figures["fleet-01"]["freed_bytes"] == tmp["freed_bytes"] + log["freed_bytes"] > removed
+    assert figures["fleet-01"]["package_cache_freed"] >= deb
+    on_host(fleet_hosts, "fleet-01", f"test ! -e {DEB}")
+    assert figures["fleet-01"]["freed_bytes"] == (
+        tmp["freed_bytes"] + log["freed_bytes"] + figures["fleet-01"]["package_cache_freed"])
     log_text = runbook("log", record["id"], cwd=ws).stdout
     assert f"({figures['fleet-01']['freed_bytes']} bytes): /var/tmp/dc 2 removed, 1 compressed" in log_text
 

@@ -33,6 +33,8 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -42,11 +44,12 @@ PACKAGE_CACHES = (("apt-get", ["apt-get", "clean"], "/var/cache/apt/archives"),
                   ("yum", ["yum", "clean", "packages"], "/var/cache/yum"),
                   ("zypper", ["zypper", "--non-interactive", "clean", "--all"], "/var/cache/zypp/packages"))
 JOURNALS = ("/var/log/journal", "/run/log/journal")
+Found = dict[str, Any]  # one folder's figures, as the module returns them
 KEPT_NAMES = ("wtmp", "btmp", "lastlog", "faillog", "utmp")
 KEPT_SUFFIXES = (".journal", ".journal~")
 
 
-def open_files():
+def open_files() -> set[tuple[int, int]]:
     """(device, inode) of every file a process on this host holds open."""
     held = set()
     for pid in os.listdir("/proc"):
@@ -65,7 +68,7 @@ def open_files():
     return held
 
 
-def refusal(path, roots):
+def refusal(path: str, roots: list[str]) -> str | None:
     """Why this path may not be cleaned, or None."""
     if not os.path.isabs(path):
         return f"{path}: not an absolute path"
@@ -82,11 +85,11 @@ def refusal(path, roots):
     return None
 
 
-def allocated(st):
+def allocated(st: os.stat_result) -> int:
     return st.st_blocks * 512
 
 
-def tree_bytes(path):
+def tree_bytes(path: str) -> int:
     """Bytes allocated to regular files under path (no symlink followed, one filesystem)."""
     if not os.path.isdir(path) or os.path.islink(path):
         return 0
@@ -103,7 +106,7 @@ def tree_bytes(path):
     return total
 
 
-def same_device(name, dirfd, dev):
+def same_device(name: str, dirfd: int, dev: int) -> bool:
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except OSError:
@@ -111,7 +114,7 @@ def same_device(name, dirfd, dev):
     return stat.S_ISDIR(st.st_mode) and st.st_dev == dev
 
 
-def compress(name, dirfd, st):
+def compress(name: str, dirfd: int, st: os.stat_result) -> int | None:
     """Gzip one file next to itself (name.gz), keeping mode, owner and times; returns bytes saved."""
     target = name + ".gz"
     src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
@@ -143,11 +146,11 @@ def compress(name, dirfd, st):
 class Cleaner:
     """Removes (first, in every folder: it frees the room compression needs), then compresses."""
 
-    def __init__(self, remove_before, compress_before, check):
+    def __init__(self, remove_before: float, compress_before: float, check: bool) -> None:
         self.remove_before, self.compress_before, self.check = remove_before, compress_before, check
         self.held = open_files()
 
-    def clean(self, paths):
+    def clean(self, paths: list[str]) -> list[Found]:
         results = [self.start(x) for x in paths]
         for phase in (self.remove, self.compress):
             for found in results:
@@ -158,11 +161,11 @@ class Cleaner:
         return results
 
     @staticmethod
-    def start(path):
+    def start(path: str) -> Found:
         return {"path": path, "removed_files": 0, "removed_bytes": 0, "compressed_files": 0,
                 "compressed_bytes_saved": 0, "skipped": 0, "errors": [], "missing": not os.path.lexists(path)}
 
-    def walk(self, found, phase):
+    def walk(self, found: Found, phase: Callable[[str, int, os.stat_result, Found], None]) -> None:
         dev = os.lstat(found["path"]).st_dev
         for root, dirs, files, dirfd in os.fwalk(found["path"], follow_symlinks=False):
             dirs[:] = [d for d in dirs if same_device(d, dirfd, dev)]
@@ -174,7 +177,7 @@ class Cleaner:
                     except OSError as exc:
                         found["errors"].append(f"{os.path.join(root, name)}: {exc.strerror}")
 
-    def candidate(self, name, dirfd, found, count):
+    def candidate(self, name: str, dirfd: int, found: Found, count: bool) -> os.stat_result | None:
         """The file's lstat when it may be touched at all, else None (counted as skipped once)."""
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
@@ -186,14 +189,14 @@ class Cleaner:
             return None
         return st
 
-    def remove(self, name, dirfd, st, found):
+    def remove(self, name: str, dirfd: int, st: os.stat_result, found: Found) -> None:
         if st.st_mtime < self.remove_before:
             if not self.check:
                 os.unlink(name, dir_fd=dirfd)
             found["removed_files"] += 1
             found["removed_bytes"] += allocated(st)
 
-    def compress(self, name, dirfd, st, found):
+    def compress(self, name: str, dirfd: int, st: os.stat_result, found: Found) -> None:
         # old files were removed (in check mode: counted as removed, and still there)
         if self.remove_before <= st.st_mtime < self.compress_before and not name.endswith(COMPRESSED):
             saved = None if self.check else compress(name, dirfd, st)
@@ -202,7 +205,7 @@ class Cleaner:
                 found["compressed_bytes_saved"] += saved or 0
 
 
-def command_freeing(module, argv, folders, check):
+def command_freeing(module: AnsibleModule, argv: list[str], folders: list[str], check: bool) -> tuple[int, str | None]:
     """Runs argv (not in check mode) and returns (bytes freed in folders, error text or None)."""
     before = sum(tree_bytes(f) for f in folders)
     if check:
@@ -213,7 +216,23 @@ def command_freeing(module, argv, folders, check):
     return max(before - sum(tree_bytes(f) for f in folders), 0), None
 
 
-def use_pct(path):
+def system_caches(module: AnsibleModule, p: dict[str, Any], check: bool) -> tuple[dict[str, int], list[str]]:
+    """Bytes freed by the package cache clean and the journal vacuum, when asked; their errors."""
+    extra: dict[str, int] = {}
+    errors: list[str] = []
+    if p["package_cache"]:
+        tool = next((t for t in PACKAGE_CACHES if shutil.which(t[0])), None)
+        if tool:
+            extra["package_cache"], problem = command_freeing(module, tool[1], [tool[2]], check)
+            errors += [problem] if problem else []
+    if p["journal"] and shutil.which("journalctl") and any(os.path.isdir(j) for j in JOURNALS):
+        argv = ["journalctl", f"--vacuum-time={p['remove_after_days']}d"]
+        extra["journal"], problem = command_freeing(module, argv, list(JOURNALS), check)
+        errors += [problem] if problem else []
+    return extra, errors
+
+
+def use_pct(path: str) -> float | None:
     try:
         vfs = os.statvfs(path)
     except OSError:
@@ -223,7 +242,7 @@ def use_pct(path):
     return round(100.0 * used / usable, 1) if usable else None
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "paths": {"type": "list", "elements": "str", "required": True},
@@ -248,16 +267,8 @@ def main():
     cleaner = Cleaner(now - p["remove_after_days"] * 86400, now - compress_days * 86400 if compress_days > 0 else 0, check)
     before = {x: use_pct(x) for x in paths}
     results = cleaner.clean(paths)
-    extra, errors = {}, [e for r in results for e in r["errors"]]
-    if p["package_cache"]:
-        tool = next((t for t in PACKAGE_CACHES if shutil.which(t[0])), None)
-        if tool:
-            extra["package_cache"], problem = command_freeing(module, tool[1], [tool[2]], check)
-            errors += [problem] if problem else []
-    if p["journal"] and shutil.which("journalctl") and any(os.path.isdir(j) for j in JOURNALS):
-        argv = ["journalctl", f"--vacuum-time={p['remove_after_days']}d"]
-        extra["journal"], problem = command_freeing(module, argv, list(JOURNALS), check)
-        errors += [problem] if problem else []
+    extra, errors = system_caches(module, p, check)
+    errors = [e for r in results for e in r["errors"]] + errors
     for r in results:
         r["use_pct_before"], r["use_pct_after"] = before[r["path"]], use_pct(r["path"])
     freed = sum(r.get("freed_bytes", 0) for r in results) + sum(extra.values())

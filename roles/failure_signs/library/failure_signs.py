@@ -29,6 +29,7 @@ import shutil
 import subprocess
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -51,7 +52,7 @@ DURATION = re.compile(r"^(\d+)([mhd])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-def since_time(text, now):
+def since_time(text: str, now: datetime) -> datetime:
     found = DURATION.match(text)
     if found:
         return now - timedelta(**{UNITS[found.group(2)]: int(found.group(1))})
@@ -59,7 +60,7 @@ def since_time(text, now):
     return when if when.tzinfo else when.astimezone()
 
 
-def file_line(line, now):
+def file_line(line: str, now: datetime) -> tuple[datetime, str] | None:
     """(time, kernel message) of a syslog line from the kernel, else None."""
     found = RFC3339.match(line)
     if found:
@@ -75,7 +76,7 @@ def file_line(line, now):
     return None
 
 
-def from_files(patterns, since, now):
+def from_files(patterns: list[str], since: datetime, now: datetime) -> list[str]:
     seen, messages = set(), []
     paths = sorted({p for pat in patterns for p in glob.glob(pat) if os.path.isfile(p)})
     for path in paths:
@@ -87,10 +88,10 @@ def from_files(patterns, since, now):
                 if parsed and parsed[0] >= since and (parsed[0], parsed[1]) not in seen:
                     seen.add((parsed[0], parsed[1]))  # kern.log and syslog hold the same lines
                     messages.append(parsed[1])
-    return messages, paths
+    return messages
 
 
-def from_journal(since):
+def from_journal(since: datetime) -> list[str]:
     argv = ["journalctl", "--no-pager", "--quiet", "--output=json", f"--since=@{int(since.timestamp())}", "_TRANSPORT=kernel"]
     done = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"), timeout=300)
     if done.returncode != 0:
@@ -108,7 +109,7 @@ def from_journal(since):
     return messages
 
 
-def from_dmesg(since):
+def from_dmesg(since: datetime) -> list[str]:
     done = subprocess.run(["dmesg", "--time-format", "iso", "--nopager"], capture_output=True, text=True,
                           env=dict(os.environ, LC_ALL="C"), timeout=120)
     if done.returncode != 0:
@@ -125,14 +126,15 @@ def from_dmesg(since):
     return messages
 
 
-def journal_present():
+def journal_present() -> bool:
     return bool(shutil.which("journalctl")) and any(
         n.endswith((".journal", ".journal~")) for d in JOURNAL_DIRS if os.path.isdir(d) for _, _, names in os.walk(d) for n in names)
 
 
-def kernel_signs(messages):
+def kernel_signs(messages: list[str]) -> tuple[dict[str, Counter[str]], dict[str, str]]:
     """{kind: Counter(device or program)} and the first line of each kind."""
-    found, examples = {}, {}
+    found: dict[str, Counter[str]] = {}
+    examples: dict[str, str] = {}
     for raw in messages:
         message = UPTIME.sub("", raw.strip())
         for kind, _, pattern in SIGNS:
@@ -145,7 +147,7 @@ def kernel_signs(messages):
     return found, examples
 
 
-def smart(module):
+def smart(module: AnsibleModule) -> tuple[list[str], list[str], list[str], int]:
     """(critical, warning, notes) from smartctl; exit status bits per smartctl(8)."""
     critical, warning, notes = [], [], []
     rc, out, _ = module.run_command(["smartctl", "--scan"], environ_update={"LC_ALL": "C"})
@@ -163,7 +165,7 @@ def smart(module):
     return critical, warning, notes, len(devices)
 
 
-def pending_reboot(module):
+def pending_reboot(module: AnsibleModule) -> str | None:
     if os.path.exists("/var/run/reboot-required"):
         try:
             with open("/var/run/reboot-required.pkgs", encoding="utf-8", errors="replace") as handle:
@@ -178,7 +180,7 @@ def pending_reboot(module):
     return None
 
 
-def failed_units(module):
+def failed_units(module: AnsibleModule) -> list[str] | None:
     if not os.path.isdir("/run/systemd/system"):
         return None
     rc, out, err = module.run_command(["systemctl", "list-units", "--state=failed", "--no-legend", "--plain", "--no-pager"],
@@ -188,24 +190,75 @@ def failed_units(module):
     return [f[0] for f in (line.replace("●", " ").split() for line in out.splitlines()) if f]
 
 
-def read_kernel(source, patterns, since, now):
+def read_kernel(source: str, patterns: list[str], since: datetime, now: datetime) -> tuple[str, list[str]]:
     files = sorted({p for pat in patterns for p in glob.glob(pat) if os.path.isfile(p)})
     if source == "auto":
         source = "journal" if journal_present() else "files" if files else "dmesg"
     if source == "journal":
         return source, from_journal(since)
     if source == "files":
-        return source, from_files(patterns, since, now)[0]
+        return source, from_files(patterns, since, now)
     return source, from_dmesg(since)
 
 
-def describe(kind, names):
+def describe(kind: str, names: Counter[str]) -> str:
     label = {"io_errors": "I/O errors", "filesystem_errors": "filesystem errors", "oom_kills": "OOM kills",
              "segfaults": "segfaults", "hung_tasks": "hung tasks"}[kind]
     return f"{sum(names.values())} {label} ({', '.join(f'{n} {c}' for n, c in names.most_common(5))})"
 
 
-def main():
+class Findings:
+    """What was found on the host, by severity; notes say what could not be checked."""
+
+    def __init__(self) -> None:
+        self.critical: list[str] = []
+        self.warning: list[str] = []
+        self.notes: list[str] = []
+
+    def verdict(self) -> str:
+        return "critical" if self.critical else "warning" if self.warning else "ok"
+
+
+def check_kernel(findings: Findings, params: dict[str, Any], since: datetime, now: datetime) -> dict[str, Any]:
+    found: dict[str, Counter[str]] = {}
+    examples: dict[str, str] = {}
+    try:
+        source, messages = read_kernel(params["log_source"], params["files"], since, now)
+        found, examples = kernel_signs(messages)
+    except (OSError, EOFError, subprocess.SubprocessError) as exc:
+        source = "none"
+        findings.notes.append(f"kernel log not read: {exc}")
+    for kind, severity, _ in SIGNS:
+        if kind in found:
+            getattr(findings, severity).append(describe(kind, found[kind]))
+    return {"log_source": source, "counts": {k: sum(v.values()) for k, v in found.items()}, "examples": examples}
+
+
+def check_host(findings: Findings, module: AnsibleModule) -> int:
+    """Disks, pending reboot, failed units; returns how many disks smartctl checked."""
+    disks = 0
+    if shutil.which("smartctl"):
+        critical, warning, notes, disks = smart(module)
+        findings.critical += critical
+        findings.warning += warning
+        findings.notes += notes
+    else:
+        findings.notes.append("no smartctl: disk health not checked")
+    reboot = pending_reboot(module)
+    findings.warning += [reboot] if reboot else []
+    try:
+        units = failed_units(module)
+    except OSError as exc:
+        units = []
+        findings.notes.append(str(exc))
+    if units is None:
+        findings.notes.append("no systemd: units not checked")
+    elif units:
+        findings.warning.append(f"failed units: {', '.join(units)}")
+    return disks
+
+
+def main() -> None:
     module = AnsibleModule(argument_spec={
         "since": {"type": "str", "required": True},
         "log_source": {"type": "str", "choices": ["auto", "journal", "files", "dmesg"], "default": "auto"},
@@ -217,36 +270,11 @@ def main():
         since = since_time(module.params["since"], now)
     except ValueError:
         module.fail_json(msg=f"since={module.params['since']!r}: not a duration (30m, 24h, 7d) or a date")
-    critical, warning, notes, found = [], [], [], {}
-    try:
-        source, messages = read_kernel(module.params["log_source"], module.params["files"], since, now)
-        found, examples = kernel_signs(messages)
-    except (OSError, EOFError, subprocess.SubprocessError) as exc:
-        source, examples = "none", {}
-        notes.append(f"kernel log not read: {exc}")
-    for kind, severity, _ in SIGNS:
-        if kind in found:
-            (critical if severity == "critical" else warning).append(describe(kind, found[kind]))
-    disks = 0
-    if shutil.which("smartctl"):
-        c, w, n, disks = smart(module)
-        critical, warning, notes = critical + c, warning + w, notes + n
-    else:
-        notes.append("no smartctl: disk health not checked")
-    reboot = pending_reboot(module)
-    warning += [reboot] if reboot else []
-    try:
-        units = failed_units(module)
-    except OSError as exc:
-        units, notes = [], notes + [str(exc)]
-    if units is None:
-        notes.append("no systemd: units not checked")
-    elif units:
-        warning.append(f"failed units: {', '.join(units)}")
-    verdict = "critical" if critical else "warning" if warning else "ok"
-    module.exit_json(changed=False, verdict=verdict, critical=critical, warning=warning, notes=notes,
-                     since=since.isoformat(timespec="seconds"), log_source=source, disks_checked=disks,
-                     counts={k: sum(v.values()) for k, v in found.items()}, examples=examples)
+    findings = Findings()
+    kernel = check_kernel(findings, module.params, since, now)
+    disks = check_host(findings, module)
+    module.exit_json(changed=False, verdict=findings.verdict(), critical=findings.critical, warning=findings.warning,
+                     notes=findings.notes, since=since.isoformat(timespec="seconds"), disks_checked=disks, **kernel)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import Union
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -28,25 +29,27 @@ PS = "pid,ppid,user,stat,pcpu,pmem,rss,etime,args"
 JOURNAL_DIRS = ("/run/log/journal", "/var/log/journal")
 SYSLOGS = ("/var/log/syslog", "/var/log/messages")
 TAIL_READ = 1 << 20
+# a command's argv, or ("file", path), or None when the host has neither
+Source = Union[list[str], tuple[str, str], None]
 PACKAGE_LOGS = ("/var/log/dpkg.log", "/var/log/dnf.rpm.log", "/var/log/yum.log", "/var/log/zypp/history")
 
 
-def has_journal():
+def has_journal() -> bool:
     return bool(shutil.which("journalctl")) and any(
         n.endswith(".journal") for d in JOURNAL_DIRS if os.path.isdir(d) for _, _, names in os.walk(d) for n in names)
 
 
-def first_file(paths):
+def first_file(paths: tuple[str, ...]) -> str | None:
     return next((p for p in paths if os.path.isfile(p)), None)
 
 
-def sections(log_lines):
+def sections(log_lines: int) -> list[tuple[str, Source, str]]:
     """(name, argv or file path, keep 'head' or 'tail'); the first available of each alternative list."""
     syslog, packages = first_file(SYSLOGS), first_file(PACKAGE_LOGS)
-    logs = ["journalctl", "--no-pager", "-q", "-n", str(log_lines), "-o", "short-iso"] if has_journal() else None
+    logs: Source = ["journalctl", "--no-pager", "-q", "-n", str(log_lines), "-o", "short-iso"] if has_journal() else None
     if logs is None and syslog:
         logs = ("file", syslog)
-    changes = ("file", packages) if packages else None
+    changes: Source = ("file", packages) if packages else None
     if changes is None and shutil.which("rpm"):
         changes = ["sh", "-c", "rpm -qa --last | head -n 50"]
     return [
@@ -68,7 +71,7 @@ def sections(log_lines):
     ]
 
 
-def read(source, log_lines):
+def read(source: list[str] | tuple[str, str], log_lines: int) -> tuple[int, str]:
     """(rc, text) of a command or a file."""
     if isinstance(source, tuple):
         with open(source[1], "rb") as handle:
@@ -83,7 +86,7 @@ def read(source, log_lines):
     return done.returncode, text
 
 
-def cut(text, budget, keep):
+def cut(text: str, budget: int, keep: str) -> tuple[str, int]:
     data = text.encode("utf-8")
     if len(data) <= budget:
         return text, 0
@@ -91,16 +94,16 @@ def cut(text, budget, keep):
     return part.decode("utf-8", "ignore"), len(data) - len(part)
 
 
-def shares(sizes, total):
+def shares(sizes: dict[str, int], total: int) -> dict[str, int]:
     """Bytes each section may keep: the smallest whole while they fit, the rest an even split."""
     budgets, left = {}, total
-    for count, name in enumerate(sorted(sizes, key=sizes.get)):
+    for count, name in enumerate(sorted(sizes, key=lambda name: sizes[name])):
         budgets[name] = min(sizes[name], left // (len(sizes) - count))
         left -= budgets[name]
     return budgets
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec={
         "max_bytes": {"type": "int", "required": True},
         "log_lines": {"type": "int", "default": 200},

@@ -269,3 +269,18 @@ def test_schedule_list_count_gives_each_entrys_due_times_by_its_calendar(alien: 
     human = runbook("-w", str(ws), "schedule", "list", "--from", "2027-01-08", "--count", "2")
     assert "last business day 22:00" in human.stdout and any("2027-01-09 09:00:00 " in line and line.endswith(" Sat") for line in human.stdout.splitlines())
     assert runbook("-w", str(ws), "schedule", "list", "--from", "2027-01-08").returncode == 2
+
+
+def test_the_first_minute_of_a_day_off_is_not_due_because_of_the_minute_before(alien: Path) -> None:
+    from runner.definition.loader import load_runbook
+    from runner.definition.workspace import open_workspace
+    from runner.schedule.schedule import calendar_skip
+
+    ws_path = _cal_workspace(alien, "2027-01-12\n")
+    ws = open_workspace(str(ws_path))
+    rb = load_runbook(ws.runbook_path("cal-note"))
+    midnight = dt.datetime(2027, 1, 12, 0, 0, 20).astimezone()
+    assert calendar_skip(ws, rb, 0, midnight) == ("2027-01-12 is closure in calendar office: skipped; "
+                                                  "next due 2027-01-13 00:00")
+    assert calendar_skip(ws, rb, 0, dt.datetime(2027, 1, 11, 23, 59, 50).astimezone()) is None
+    assert calendar_skip(ws, rb, 0, dt.datetime(2027, 1, 13, 0, 0, 5).astimezone()) is None

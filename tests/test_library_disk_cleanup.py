@@ -88,6 +88,8 @@ def test_removes_and_compresses_old_files_and_never_follows_a_symlink(
     on_host(fleet_hosts, "fleet-01", f"test ! -e {DEB}")
     assert figures["fleet-01"]["freed_bytes"] == (
         tmp["freed_bytes"] + log["freed_bytes"] + figures["fleet-01"]["package_cache_freed"])
+    summary = record["steps"][0]["hosts"]["fleet-01"]["summary"]  # on screen under the step, and in the record
+    assert summary.startswith("freed ") and f"({figures['fleet-01']['freed_bytes']} bytes)" in summary
     log_text = runbook("log", record["id"], cwd=ws).stdout
     assert f"({figures['fleet-01']['freed_bytes']} bytes): /var/tmp/dc 2 removed, 1 compressed" in log_text
 

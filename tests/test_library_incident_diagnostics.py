@@ -52,6 +52,7 @@ def test_collects_each_hosts_bundle_and_the_recent_runs_read_only(
     assert {h: (r["changed"], r["failed"]) for h, r in step["hosts"].items()} == {
         "fleet-01": (0, 0), "fleet-02": (0, 0)}
     bundles = step["data"]["incident_diagnostics"]
+    assert all(r["summary"].startswith("bundle of ") for r in step["hosts"].values())
     for host, bundle in bundles.items():
         assert SECTIONS <= set(bundle["sections"]), host
         assert bundle["bytes"] <= 64 * 1024

@@ -118,6 +118,7 @@ def test_stops_front_to_back_and_starts_back_to_front_checking_each_service(
     precheck, step = record["steps"]
     assert precheck["data"]["service_states"]["fleet-02"]["demo-db"]["installed"] is False
     outcome = step["data"]["service_startstop"]
+    assert step["hosts"]["fleet-02"]["summary"].startswith("stopped ")
     assert list(outcome["fleet-01"]) == ["demo-api", "demo-db"]  # the stop order
     assert {(h, n): (o["running_before"], o["running_after"]) for h, s in outcome.items() for n, o in s.items()
             if o["installed"]} == {place: (True, False) for place in PLACES}

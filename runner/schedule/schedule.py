@@ -402,10 +402,12 @@ def next_due(entry: Entry, now: dt.datetime) -> dt.datetime:
 
 def calendar_skip(ws: Workspace, runbook: Runbook, index: int, now: dt.datetime | None = None) -> str | None:
     """Why the cron firing of schedule[index] at `now` starts no run by its calendar, or None when it is
-    due. The minute before counts too: a slow start may cross into the next minute."""
+    due. The minute before counts too (a slow start may cross into the next minute), but only on the same
+    day: the first minute of a day off is not due because the last minute of a working day was."""
     rule = entry_rule(ws, runbook, index)
     now = (now or dt.datetime.now()).astimezone()
-    if dues.is_due(rule, now - dt.timedelta(minutes=1)):
+    before = now - dt.timedelta(minutes=1)
+    if before.date() == now.date() and dues.is_due(rule, before):
         return None
     return dues.skip_reason(rule, now)
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 
+_ZONE: dt.tzinfo | None = None  # runbook.toml's [ui] timezone, set when the workspace is opened
+
+
+def use_zone(name: str | None) -> None:
+    """Read times in the IANA zone `name` from now on (`[ui] timezone`); None is the machine's zone."""
+    global _ZONE
+    if name is None:
+        _ZONE = None
+        return
+    import zoneinfo
+
+    _ZONE = zoneinfo.ZoneInfo(name)
+
 
 def zone() -> dt.tzinfo | None:
-    """The zone people read times in; None is the machine's local zone (with its own daylight saving
-    rules at each moment). The one place a setting such as `[ui] timezone` would be read."""
-    return None
+    """The zone people read times in: `[ui] timezone`, else None, the machine's local zone (with its own
+    daylight saving rules at each moment)."""
+    return _ZONE
 
 
 def local(timestamp: float) -> dt.datetime:

@@ -4,6 +4,7 @@ import gzip
 import json
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +25,7 @@ def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow
     steps = _select(record, step)
     if follow:
         return _follow(store, run_id, step, host)
+    print(f"-- run {record.id} {record.runbook}: started {human_time(record.started_at)}", file=sys.stderr)
     for item in steps:
         if data:
             _print_data(item, host)
@@ -36,7 +38,8 @@ def show_log(ws: Workspace, ref: str, step: str | None, host: str | None, follow
 def _select(record: RunRecord, step: str | None) -> list[StepRecord]:
     if step is None:
         return list(record.steps)
-    chosen = [s for s in record.steps if s.name == step or str(s.index + 1) == step]
+    wanted = unicodedata.normalize("NFC", step)  # a name typed in Japanese may arrive decomposed
+    chosen = [s for s in record.steps if unicodedata.normalize("NFC", s.name) == wanted or str(s.index + 1) == step]
     if not chosen:
         names = ", ".join(s.name for s in record.steps)
         raise UsageError(f"run {record.id} has no step {step!r} (steps: {names})")

@@ -202,6 +202,8 @@ def _step_problems(doc: Document, where: KeyPath, step: dict[str, Any], names: d
             problems.append(doc.problem(where + ("playbook",), problem))
     name = step.get("name")
     if isinstance(name, str):
+        if not name.isprintable():
+            problems.append(doc.problem(where + ("name",), f"{name!r} is not a step name (printable characters only)"))
         if name in names:
             problems.append(doc.problem(where + ("name",), f"duplicate step name {name!r}"))
         names[name] = where

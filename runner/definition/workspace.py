@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from runner.definition.calendars import Calendar, parse_calendars
+from runner.definition.ui import Ui, parse_ui
 from runner.errors import InvalidError, Problem, UsageError
 
 _CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars",
-                "team"}
+                "team", "ui"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
@@ -58,6 +59,7 @@ class Config:
     accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
     calendars: Mapping[str, Calendar] = field(default_factory=dict)  # [calendars.NAME]: business days
     team: Team = Team()
+    ui: Ui = Ui()  # [ui] timezone, lang
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,12 @@ def find_root(explicit: str | None, cwd: Path | None = None) -> Path:
 
 def open_workspace(explicit: str | None = None, cwd: Path | None = None) -> Workspace:
     root = find_root(explicit, cwd)
-    return Workspace(root, load_config(root / "runbook.toml"))
+    config = load_config(root / "runbook.toml")
+    from runner import language, times
+
+    times.use_zone(config.ui.timezone)
+    language.configure(config.ui.lang)
+    return Workspace(root, config)
 
 
 def load_config(path: Path) -> Config:
@@ -252,6 +259,8 @@ def load_config(path: Path) -> Config:
             problems.append(Problem(path.name, None, "ansible.accelerate", f"{accelerate!r} is not one of: {', '.join(_ACCELERATE)}"))
     team, team_problems = _team(data.get("team", {}), path.name)
     problems += team_problems
+    ui, ui_problems = parse_ui(data.get("ui", {}), path.name, text)
+    problems += ui_problems
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -266,6 +275,7 @@ def load_config(path: Path) -> Config:
         accelerate=str(accelerate),
         calendars=calendars,
         team=team,
+        ui=ui,
     )
 
 

@@ -141,7 +141,10 @@ def _counts_axis(highest: int) -> list[int]:
 
 
 def _when(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).replace(tzinfo=None)
+    """The moment on the charts' axes: in the zone people read times in (runner/times.py)."""
+    from runner.times import local
+
+    return local(timestamp).replace(tzinfo=None)
 
 
 def _day(timestamp: float) -> str:

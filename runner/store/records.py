@@ -85,9 +85,16 @@ class StepRecord:
     data: dict[str, Any] = field(default_factory=dict)
     worker: str = ""  # the [workers.NAME] that ran this playbook step; "" when it ran on the controller
 
+    @property
+    def folder_name(self) -> str:
+        """The step's folder under steps/: one safe path component even for a name in Japanese."""
+        from runner.store.step_folders import step_folder_name
+
+        return step_folder_name(self.index, self.name)
+
     def folder(self, run_dir: Path) -> Path:
         """Where this step's output, events, rc and status live in the run's folder."""
-        return run_dir / "steps" / f"{self.index + 1:02d}-{self.name}"
+        return run_dir / "steps" / self.folder_name
 
     def counts(self) -> dict[str, int]:
         return {c: sum(getattr(h, c) for h in self.hosts.values()) for c in COUNTS}

@@ -8,7 +8,7 @@
     .venv/bin/python docs/screenshots.py        (or: make screenshots)
 
 Needs chromium, and a font with Japanese glyphs for the summary's 運用/保守 heading (Debian:
-fonts-ipafont-gothic).
+fonts-noto-cjk, which tests/install-test-deps.sh installs).
 """
 from __future__ import annotations
 

@@ -100,17 +100,27 @@ def on_host(fleet: Any, name: str, command: str, check: bool = True) -> subproce
 
 def chromium_dom(page: Path, tmp_path: Path) -> str:
     """The page's DOM after a real headless Chromium loaded and rendered it."""
+    done = subprocess.run(_chromium(tmp_path) + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def chromium_screenshot(page: Path, target: Path, tmp_path: Path, size: str = "1000,1400") -> bytes:
+    """A PNG of the page as a real headless Chromium rendered it (at `size`, width,height)."""
+    done = subprocess.run(_chromium(tmp_path) + ["--hide-scrollbars", f"--window-size={size}", f"--screenshot={target}",
+                                                 page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and target.is_file(), done.stderr
+    return target.read_bytes()
+
+
+def _chromium(tmp_path: Path) -> list[str]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if IN_CI:
             pytest.fail("chromium is missing: run tests/install-test-deps.sh", pytrace=False)
         pytest.skip("chromium is not installed")
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}"]
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing: openssh-server for the
-# fleet of SSH test hosts, cron for the schedule tests, Chromium for the HTML reports, PostgreSQL for the team store. Needs root; without root it says what is missing.
+# fleet of SSH test hosts, cron for the schedule tests, Chromium for the HTML reports, fonts-noto-cjk for pages in Japanese, PostgreSQL for the team store. Needs root; without root it says what is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 missing=()
 command -v crontab >/dev/null 2>&1 || missing+=(cron)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # HTML reports are checked in a real browser
+# Japanese pages are screenshot in Chromium: without a Japanese font their text would be boxes.
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || fc-list :lang=ja family 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 # The team store's tests start a private PostgreSQL server (initdb/pg_ctl, as the postgres user) and
 # prove with pg_dump that no secret reaches it.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pg_dump >/dev/null 2>&1; then

@@ -107,3 +107,101 @@ def test_a_step_name_with_a_control_character_is_refused(tmp_path: Path) -> None
     ws = _workspace(tmp_path / "ws", runbooks={"tenken.yml": _JAPANESE.replace("ディスク確認", '"ディスク\\u0007確認"')})
     done = runbook("validate", "tenken", cwd=ws, env=_UTC)
     assert done.returncode == 3 and "steps[0].name" in done.stderr + done.stdout, done.stderr
+
+
+_BILINGUAL = """\
+apiVersion: runbook/v1
+name: restart
+title: Restart the web service
+version: 1.0.0
+kind: operation
+owner: web-team
+description: |
+  Restarts the service.
+
+  ## 失敗したとき
+
+  当番の責任者に電話する。
+
+  ## 切り戻し
+
+  前のバージョンに戻す。
+parameters:
+  service: {type: string, default: nginx, description: The unit to restart}
+steps:
+  - name: confirm
+    manual: Tell the channel.
+    checklist: [Announced]
+  - name: restart
+    playbook: check.yml
+translations:
+  ja:
+    title: Webサービスの再起動
+    parameters:
+      service: {description: 再起動するユニット}
+    steps:
+      confirm: {manual: チャンネルに連絡する。, checklist: [連絡した]}
+"""
+
+
+def test_the_manual_takes_japanese_sections_and_translations_in_the_readers_language(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws", runbooks={"restart.yml": _BILINGUAL})
+    pages = {}
+    for lang in ("ja", "en"):
+        out = tmp_path / lang
+        done = runbook("docs", "restart", "--format", "md", "-o", str(out), cwd=ws, env={**_UTC, "RUNBOOK_LANG": lang})
+        assert done.returncode == 0, done.stderr
+        pages[lang] = (out / "restart.md").read_text(encoding="utf-8")
+    ja, en = pages["ja"], pages["en"]
+    assert ja.count("## 失敗したとき") == 1 and ja.count("## 切り戻し") == 1 and "## When it fails" not in ja
+    assert ja.index("## 失敗したとき") < ja.index("当番の責任者に電話する。") < ja.index("## 切り戻し")
+    assert "# Webサービスの再起動" in ja and "再起動するユニット" in ja and "- [ ] 連絡した" in ja and "## 手順" in ja
+    assert en.count("## When it fails") == 1 and "## 失敗したとき" not in en and "当番の責任者に電話する。" in en
+    assert "# Restart the web service" in en and "- [ ] Announced" in en
+    shown = runbook("show", "restart", cwd=ws, env={**_UTC, "LANG": "ja_JP.UTF-8"}).stdout
+    assert "Webサービスの再起動" in shown and "連絡した" in shown
+    assert "Restart the web service" in runbook("show", "restart", cwd=ws, env={**_UTC, "LANG": "C.UTF-8"}).stdout
+
+
+def test_translations_must_name_what_the_runbook_has(tmp_path: Path) -> None:
+    broken = _BILINGUAL.replace("      confirm: {", "      confrim: {").replace("service: {description: 再", "servise: {description: 再")
+    ws = _workspace(tmp_path / "ws", runbooks={"restart.yml": broken})
+    done = runbook("validate", "restart", cwd=ws, env=_UTC)
+    assert done.returncode == 3
+    assert "translations.ja.steps.confrim: the runbook has no such step" in done.stdout + done.stderr
+    assert "translations.ja.parameters.servise: the runbook has no such parameter" in done.stdout + done.stderr
+
+
+def test_language_comes_from_runbook_lang_then_ui_lang_then_the_locale(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws", '[ui]\nlang = "ja"\n', runbooks={"restart.yml": _BILINGUAL})
+    for env, title in (({}, "Webサービスの再起動"), ({"RUNBOOK_LANG": "en"}, "Restart the web service")):
+        assert title in runbook("show", "restart", cwd=ws, env={**_UTC, **env}).stdout
+    (ws / "runbook.toml").write_text("")
+    assert "Webサービスの再起動" in runbook("show", "restart", cwd=ws, env={**_UTC, "LC_ALL": "ja_JP.UTF-8"}).stdout
+
+
+def test_a_japanese_manual_page_renders_its_glyphs_not_boxes(tmp_path: Path) -> None:
+    """The page in Japanese, and the same page with every Japanese character replaced by U+E000 (a private-use
+    code point no font draws: a box): without a Japanese font both show the same boxes, pixel for pixel."""
+    import re
+    import subprocess
+
+    from conftest import IN_CI, chromium_screenshot
+
+    fonts = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True, text=True).stdout.strip()
+    if not fonts:
+        if IN_CI:
+            pytest.fail("no font with Japanese glyphs: run tests/install-test-deps.sh (fonts-noto-cjk)", pytrace=False)
+        pytest.skip("no font with Japanese glyphs (Debian: fonts-noto-cjk)")
+    ws = _workspace(tmp_path / "ws", runbooks={"restart.yml": _BILINGUAL})
+    done = runbook("docs", "restart", "-o", str(tmp_path / "html"), cwd=ws, env={**_UTC, "RUNBOOK_LANG": "ja"})
+    assert done.returncode == 0, done.stderr
+    page = tmp_path / "html" / "restart.html"
+    html = page.read_text(encoding="utf-8")
+    assert '<html lang="ja">' in html and "Noto Sans CJK JP" in html and "<h1" in html and "Webサービスの再起動" in html
+    boxes = tmp_path / "html" / "boxes.html"
+    boxes.write_text(re.sub(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]", "\ue000", html), encoding="utf-8")
+    assert boxes.read_text(encoding="utf-8") != html
+    glyphs = chromium_screenshot(page, tmp_path / "glyphs.png", tmp_path, "1000,700")
+    tofu = chromium_screenshot(boxes, tmp_path / "boxes.png", tmp_path, "1000,700")
+    assert glyphs != tofu, f"Japanese text rendered as boxes (fonts: {fonts.splitlines()[:3]})"

@@ -6,6 +6,8 @@ import textwrap
 from runner.definition.durations import format_duration
 from runner.definition.loader import load_runbook
 from runner.definition.model import Runbook, Step
+from runner.definition.translations import localized
+from runner.language import language
 from runner.output import emit, emit_json, table
 from runner.reports.playbooks import recorded_keys, task_names
 from runner.reports.procedures import PastRuns, past_runs, run_command
@@ -46,7 +48,8 @@ def show(ws: Workspace, name: str, as_json: bool = False) -> int:
             "run": run_command(ws, runbook),
         })
         return 0
-    emit("\n".join(_document(ws, runbook, runs, durations)))
+    # People read the runbook's texts in their language where it translates them; JSON keeps the original.
+    emit("\n".join(_document(ws, localized(runbook, language()), runs, durations)))
     return 0
 
 

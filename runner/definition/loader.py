@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from runner.definition.durations import parse_duration
 from runner.errors import InvalidError, Problem
+from runner.definition.translations import translation_problems
 from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
 from runner.definition.params import coerce, compile_pattern
 from runner.definition.yamlfile import Document, KeyPath, format_path, load_document, read_limited
@@ -153,7 +154,7 @@ def _semantic_problems(doc: Document, path: Path) -> list[Problem]:
     for index, entry in enumerate(schedules if isinstance(schedules, list) else []):
         if isinstance(entry, dict):
             problems += _schedule_problems(doc, ("schedule", index), entry, params)
-    return problems
+    return problems + translation_problems(data, doc.problem)
 
 
 def _parameter_problems(doc: Document, name: str, spec: dict[str, Any]) -> list[Problem]:
@@ -374,6 +375,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         on_failure=tuple(_step(doc, ("on_failure", i), s) for i, s in enumerate(d.get("on_failure", []))),
         schedule=tuple(_schedule(s) for s in d.get("schedule", [])),
         accelerate=d.get("accelerate", True),
+        translations=MappingProxyType(dict(d.get("translations", {}))),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),
         worker=d.get("worker"),
     )

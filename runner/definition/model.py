@@ -110,6 +110,8 @@ class Runbook:
     schedule: tuple[Schedule, ...] = ()
     worker: str | None = None  # where its playbook steps run by default (None: on this machine)
     accelerate: bool = True  # false: this runbook's playbooks run on Ansible's own strategy
+    # `translations:` as validated: {"ja": {"title": ..., "steps": {NAME: {"manual": ...}}}} (translations.py)
+    translations: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     # The line of every key path ("steps[0].playbook": 9), for problems found after loading.
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 

@@ -4,7 +4,9 @@ as GitHub and GitLab render it) or HTML (the same Markdown through the same pars
 A page: what the runbook is for (its description), before you start, expected duration, parameters,
 the procedure as ONE ordered list of steps (tasks and checklists nested inside), when it fails,
 rollback, what each step records, escalation, schedule, and how to run it. Description sections titled
-"Before you start"/"Access", "When it fails" and "Rollback" are moved into the page's own sections."""
+"Before you start"/"Access", "When it fails", "Rollback" (or any other of the page's headings, in English or
+Japanese: headings.py) are moved into the page's own sections. Headings follow the reader's language, and
+so do the runbook's texts where it carries `translations:`."""
 from __future__ import annotations
 
 import statistics
@@ -14,8 +16,11 @@ from typing import TYPE_CHECKING, Sequence
 
 from runner.definition.durations import format_duration
 from runner.definition.model import Runbook, Step
+from runner.definition.translations import localized
 from runner.definition.workspace import Workspace
 from runner.execution.signoffs import team_note
+from runner.language import language
+from runner.reports.headings import heading, list_ids, manual_title, section_key
 from runner.reports.markup import code, demote, escape, fenced, neutral, sections, to_html
 from runner.reports.playbooks import privileges, recorded_keys, task_names
 from runner.reports.values import human
@@ -23,10 +28,6 @@ from runner.reports.values import human
 if TYPE_CHECKING:
     from runner.store.base import Store
 
-# The ids the HTML page gives to the lists and sections a reader (and the tests) look for.
-LIST_IDS = {"Procedure": "steps", "When it fails": "when-it-fails-cases"}
-_LIFTED = {"before you start": "before", "access": "before", "access needed": "before",
-           "when it fails": "fails", "rollback": "rollback"}
 
 
 @dataclass(frozen=True)
@@ -56,30 +57,40 @@ def past_runs(store: Store | None, name: str) -> PastRuns:
 
 
 def markdown_page(ws: Workspace, rb: Runbook, history: PastRuns = PastRuns()) -> str:
+    rb = localized(rb, language())
     intro, parts = sections(neutral(rb.description or ""))
-    lifted: dict[str, list[str]] = {"before": [], "fails": [], "rollback": []}
+    lifted: dict[str, list[str]] = {}
     other: list[str] = []
     for title, body in parts:
-        key = _LIFTED.get(title.strip().lower())
+        key = section_key(title)
         if key:
-            lifted[key].append(demote(body, 3))
+            lifted.setdefault(key, []).append(demote(body, 3))
         else:
             other += [f"## {title}", "", demote(body, 3), ""]
     out = [f"# {escape(rb.title)}", "", _meta_line(rb), ""]
     out += [intro, ""] if intro else []
     out += other
-    out += _before(ws, rb, lifted["before"])
-    out += _duration(rb, history)
-    out += _parameters(rb)
-    out += ["## Procedure", ""] + _steps(ws, rb.steps, rb)
-    out += _failures(rb, lifted["fails"])
-    out += _rollback(ws, rb, lifted["rollback"])
-    out += _records(ws, rb)
-    out += ["## Escalation", "", _escalation(rb), ""]
-    if rb.schedule:
-        out += ["## Schedule", ""] + [_schedule_line(s.cron, dict(s.params), s.inventory, s.limit) for s in rb.schedule] + [""]
-    out += ["## Run it", ""] + fenced(run_command(ws, rb), "sh") + [""]
+    out += _before(ws, rb, lifted.get("before", []))
+    out += _extra(_duration(rb, history), lifted.get("duration"))
+    out += _extra(_parameters(rb), lifted.get("parameters"), "parameters")
+    out += _extra([f"## {heading('procedure')}", ""] + _steps(ws, rb.steps, rb), lifted.get("procedure"))
+    out += _failures(rb, lifted.get("fails", []))
+    out += _rollback(ws, rb, lifted.get("rollback", []))
+    out += _extra(_records(ws, rb), lifted.get("records"))
+    out += _extra([f"## {heading('escalation')}", "", _escalation(rb), ""], lifted.get("escalation"))
+    schedule = [_schedule_line(s.cron, dict(s.params), s.inventory, s.limit) for s in rb.schedule]
+    out += _extra([f"## {heading('schedule')}", ""] + schedule + [""] if schedule else [], lifted.get("schedule"), "schedule")
+    out += _extra([f"## {heading('run')}", ""] + fenced(run_command(ws, rb), "sh") + [""], lifted.get("run"))
     return "\n".join(out)
+
+
+def _extra(section: list[str], texts: list[str] | None, key: str = "") -> list[str]:
+    """A generated section followed by what the description wrote under the same heading (a section the
+    page would leave out, such as Parameters of a runbook without any, then holds only that)."""
+    if not texts:
+        return section
+    section = section or [f"## {heading(key)}", ""]
+    return section + [line for text in texts for line in (text, "")]
 
 
 def _meta_line(rb: Runbook) -> str:
@@ -130,7 +141,7 @@ def _before(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
     if rb.rollout.serial is not None:
         stop = rb.rollout.max_fail_percentage if rb.rollout.max_fail_percentage is not None else 100
         items.append(f"**Rollout**: batches of {escape(human(rb.rollout.serial))}, stopping above {human(stop)}% failed hosts.")
-    out = ["## Before you start", ""] + [f"- {item}" for item in items] + [""]
+    out = [f"## {heading('before')}", ""] + [f"- {item}" for item in items] + [""]
     for text in extra:
         out += [text, ""]
     return out
@@ -163,7 +174,7 @@ def _uses_become(playbook: Path) -> bool:
 
 
 def _duration(rb: Runbook, history: PastRuns) -> list[str]:
-    out = ["## Expected duration", ""]
+    out = [f"## {heading('duration')}", ""]
     if not history.durations:
         return out + ["No runs yet: no successful run (outside `--check`) is in the history.", ""]
     waits = " It includes the time spent waiting at manual steps and approvals." if any(
@@ -176,7 +187,7 @@ def _duration(rb: Runbook, history: PastRuns) -> list[str]:
 def _parameters(rb: Runbook) -> list[str]:
     if not rb.parameters:
         return []
-    out = ["## Parameters", "", "| name | type | default | description |", "|---|---|---|---|"]
+    out = [f"## {heading('parameters')}", "", "| name | type | default | description |", "|---|---|---|---|"]
     for p in rb.parameters:
         default = "" if p.default is None else code(human(p.default))
         default += f" (env {code(p.env)})" if p.env else ""
@@ -225,7 +236,7 @@ def _step_body(ws: Workspace, step: Step, rb: Runbook) -> list[str]:
 
 
 def _failures(rb: Runbook, extra: list[str]) -> list[str]:
-    out = ["## When it fails", ""]
+    out = [f"## {heading('fails')}", ""]
     for text in extra:
         out += [text, ""]
     handlers = " The on_failure steps under Rollback run first." if rb.on_failure else ""
@@ -248,7 +259,7 @@ def _failures(rb: Runbook, extra: list[str]) -> list[str]:
 
 
 def _rollback(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
-    out = ["## Rollback", "", "**What the runbook undoes by itself:**", ""]
+    out = [f"## {heading('rollback')}", "", "**What the runbook undoes by itself:**", ""]
     if rb.on_failure:
         out += ["After a failed step these steps run, then the run ends failed:", ""]
         out += _steps(ws, rb.on_failure, rb)
@@ -264,7 +275,7 @@ def _rollback(ws: Workspace, rb: Runbook, extra: list[str]) -> list[str]:
 
 
 def _records(ws: Workspace, rb: Runbook) -> list[str]:
-    out = ["## What each step records", "",
+    out = [f"## {heading('records')}", "",
            "Every step records its status, times and the result per host. Beyond that:", ""]
     for step in rb.steps + rb.on_failure:
         if step.playbook:
@@ -299,7 +310,7 @@ def run_command(ws: Workspace, rb: Runbook) -> str:
 
 
 def html_body(markdown_text: str) -> str:
-    return to_html(markdown_text, LIST_IDS)
+    return to_html(markdown_text, list_ids())
 
 
 def write_manual(ws: Workspace, runbooks: list[Runbook], fmt: str, target: Path,
@@ -313,15 +324,15 @@ def write_manual(ws: Workspace, runbooks: list[Runbook], fmt: str, target: Path,
     for rb in runbooks:
         text = markdown_page(ws, rb, past_runs(store, rb.name))
         if fmt == "html":
-            text = render_html("page.html.j2", title=rb.title, body=html_body(text), home="index.html")
+            text = render_html("page.html.j2", title=localized(rb, language()).title, body=html_body(text), home="index.html")
         path = target / f"{rb.name}.{suffix}"
         path.write_text(text, encoding="utf-8")
         written.append(path)
-    index = ["# Procedure manual", "", "| runbook | version | kind | title | owner |", "|---|---|---|---|---|"]
-    index += [f"| [{escape(rb.name)}]({rb.name}.{suffix}) | {escape(rb.version)} | {rb.kind} | {escape(rb.title)} | "
+    index = [f"# {manual_title()}", "", "| runbook | version | kind | title | owner |", "|---|---|---|---|---|"]
+    index += [f"| [{escape(rb.name)}]({rb.name}.{suffix}) | {escape(rb.version)} | {rb.kind} | {escape(localized(rb, language()).title)} | "
               f"{escape(rb.owner or '-')} |" for rb in runbooks]
     text = "\n".join(index) + "\n"
     path = target / f"index.{suffix}"
-    html = render_html("page.html.j2", title="Procedure manual", body=to_html(text), home="index.html")
+    html = render_html("page.html.j2", title=manual_title(), body=to_html(text), home="index.html")
     path.write_text(html if fmt == "html" else text, encoding="utf-8")
     return [path] + written

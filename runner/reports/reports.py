@@ -29,6 +29,12 @@ def html_env() -> Any:
     from runner.execution.signoffs import identity_note
 
     env.globals["identity_note"] = identity_note
+    from runner.language import language
+
+    from runner.reports.headings import manual_title
+
+    env.globals["page_lang"] = language  # <html lang>: read at each render, the reader's language
+    env.globals["manual_title"] = manual_title
     return env
 
 

@@ -205,3 +205,19 @@ def test_a_japanese_manual_page_renders_its_glyphs_not_boxes(tmp_path: Path) -> 
     glyphs = chromium_screenshot(page, tmp_path / "glyphs.png", tmp_path, "1000,700")
     tofu = chromium_screenshot(boxes, tmp_path / "boxes.png", tmp_path, "1000,700")
     assert glyphs != tofu, f"Japanese text rendered as boxes (fonts: {fonts.splitlines()[:3]})"
+
+
+@pytest.mark.parametrize("name", ["health-check", "disk-cleanup"])
+def test_shipped_runbooks_read_in_japanese_with_one_section_each(name: str, tmp_path: Path) -> None:
+    from conftest import REPO
+    from runner.definition.loader import load_runbook
+
+    rb = load_runbook(REPO / "runbooks" / f"{name}.yml")
+    ja = rb.translations["ja"]
+    assert ja["title"] and ja["description"] and set(ja["parameters"]) == {p.name for p in rb.parameters}
+    done = runbook("-w", str(REPO), "docs", name, "--format", "md", "-o", str(tmp_path), env={"RUNBOOK_LANG": "ja"})
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / f"{name}.md").read_text(encoding="utf-8")
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(set(headings)) and "## 失敗したとき" in headings and "## 切り戻し" in headings
+    assert "When it fails" not in page and "Rollback" not in page

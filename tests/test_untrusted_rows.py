@@ -20,6 +20,7 @@ from conftest import copy_workspace, runbook
 # From runs/: zzzzz/.. is runs, then the state dir, then `home`, the folder that holds it.
 HOSTILE_ID = "zzzzz/../../../escape6"
 SHOWN_ID = "zzzzz\\x2f..\\x2f..\\x2f..\\x2fescape6"
+PRUNED_ID = "../../victim"  # runs/../.. is `home`: prune used to remove home/victim
 CONTROL_ID = "zzzzy\x1b]0;owned\x07"  # retitles a terminal
 SHOWN_CONTROL_ID = "zzzzy\\x1b]0;owned\\x07"
 # From runs/ID/steps/: 01-x/.. is steps, then the run folder, runs, the state dir, `home`.
@@ -95,13 +96,16 @@ def test_a_hostile_run_id_is_shown_damaged_escaped_and_never_a_path(
         backend: str, good_run: tuple[Path, str], home: Path, tmp_path: Path) -> None:
     ws, good = good_run
     state = home / "state"
-    for run_id in (HOSTILE_ID, CONTROL_ID):
+    for run_id in (HOSTILE_ID, CONTROL_ID, PRUNED_ID):
         plant_row(backend, state, run_id, planted_record(state, good, run_id))
+    (home / "victim").mkdir()
+    (home / "victim" / "precious").write_text("kept")
     site = tmp_path / "site"
     before = outside(tmp_path, state, site)
-    done = every(ws, ("history",), ("history", "--json"), ("log", "last"), ("report", "last", "--format", "md"),
-                 ("log", good, "--step", "quiet"), ("report", good, "--format", "md"), ("show", "conditional"),
-                 ("site", "-o", str(site)))
+    done = every(ws, ("history",), ("history", "--json"), ("history", "--status", "succeeded", "--json"),
+                 ("log", "last"), ("report", "last", "--format", "md"), ("log", good, "--step", "quiet"),
+                 ("report", good, "--format", "md"), ("show", "conditional"), ("site", "-o", str(site)),
+                 ("prune", "--older-than", "1s"))
     assert outside(tmp_path, state, site) == before
 
     history = done["history"]
@@ -113,6 +117,7 @@ def test_a_hostile_run_id_is_shown_damaged_escaped_and_never_a_path(
     listed = {r["id"]: r for r in json.loads(done["history --json"].stdout)}
     assert listed[SHOWN_ID]["status"] == listed[SHOWN_CONTROL_ID]["status"] == "damaged"
     assert "damaged" in listed[SHOWN_ID]["message"] and listed[good]["status"] == "succeeded"
+    assert [r["id"] for r in json.loads(done["history --status succeeded --json"].stdout)] == [good]
     for name in ("log last", "report last --format md"):
         refused = done[name]
         assert refused.returncode == 1 and "damaged" in refused.stderr and SHOWN_ID in refused.stderr, refused.stderr
@@ -126,6 +131,7 @@ def test_a_hostile_run_id_is_shown_damaged_escaped_and_never_a_path(
     index = (site / "index.html").read_text()
     assert SHOWN_ID in index and f'href="runs/{good}.html"' in index
     assert sorted(p.name for p in (site / "runs").iterdir()) == [f"{good}.html"]
+    assert done["prune --older-than 1s"].returncode == 0, done["prune --older-than 1s"].stderr
 
 
 def test_a_hostile_step_name_in_a_team_database_record_never_becomes_a_folder(

@@ -219,7 +219,8 @@ class Store(ABC):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
-        return [history_row(row) for row in self.query(sql, (*args, limit))]
+        rows = [history_row(row) for row in self.query(sql, (*args, limit))]
+        return [r for r in rows if r.status == status] if status else rows  # a damaged row has no other status
 
     def waiting_runs(self, lock: str, exclude: str = "") -> list[str]:
         """Runs paused mid-procedure that hold `lock` until resumed or canceled."""

@@ -69,6 +69,12 @@ class HistoryRow:
 
 
 HISTORY_COLUMNS = ", ".join(HistoryRow.__dataclass_fields__)
+RUN_COLUMNS = ("id", "runbook", "version", "status", "exit_code", "operator", "trigger", "inventory",
+               "limit_pattern", "check_mode", "started_at", "ended_at", "pid", "pid_start", "hostname",
+               "hosts_failed", "message", "lock_name", "runbook_sha256", "record")
+STEP_COLUMNS = ("run_id", "idx", "name", "type", "status", "started_at", "ended_at", "rc",
+                "ok", "changed", "failed", "unreachable", "skipped")
+HOST_COLUMNS = ("run_id", "step_idx", "host", "ok", "changed", "failed", "unreachable", "skipped", "message")
 
 
 def history_row(values: tuple[Any, ...]) -> HistoryRow:
@@ -81,13 +87,6 @@ def history_row(values: tuple[Any, ...]) -> HistoryRow:
     return HistoryRow(escaped(row["id"]), escaped(row["runbook"]), "?", "damaged", None, "", "", "", "", 0,
                       row["started_at"] if is_time(row["started_at"]) else 0.0, None, "",
                       f"its row is damaged ({problem}): it is shown as damaged and never read")
-RUN_COLUMNS = ("id", "runbook", "version", "status", "exit_code", "operator", "trigger", "inventory",
-               "limit_pattern", "check_mode", "started_at", "ended_at", "pid", "pid_start", "hostname",
-               "hosts_failed", "message", "lock_name", "runbook_sha256", "record")
-STEP_COLUMNS = ("run_id", "idx", "name", "type", "status", "started_at", "ended_at", "rc",
-                "ok", "changed", "failed", "unreachable", "skipped")
-HOST_COLUMNS = ("run_id", "step_idx", "host", "ok", "changed", "failed", "unreachable", "skipped", "message")
-
 
 
 def process_start_time(pid: int) -> int | None:

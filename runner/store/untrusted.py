@@ -67,7 +67,7 @@ def inside(root: Path, *parts: str) -> Path:
     every part is a single safe component."""
     for part in parts:
         if not is_safe_component(part):
-            raise DamagedError(f"{escaped(part)!r} is not a safe folder name: refusing to make a path of it under {root}")
+            raise DamagedError(f"{escaped(part)} is not a safe folder name: refusing to make a path of it under {root}")
     return root.joinpath(*parts)
 
 

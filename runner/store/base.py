@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runner.errors import ExitCode, RunbookError, UsageError
-from runner.store.files import make_private_dir, write_private
+from runner.store.files import make_private_dir, make_private_dir_within, write_private
 from runner.store.ids import is_run_id_of, new_run_id
 from runner.store.records import RunRecord, now
+from runner.store.untrusted import (
+    DamagedError as DamagedError, checked_run_id, escaped, inside, is_run_id, is_time, record_problem, row_problem,
+)
 
 # The one definition of "newest": run ids sort by start time (see new_run_id), so every rule that
 # needs the newest or the last run (`last`, `--keep`, history order, `show`) orders by id.
@@ -31,10 +34,6 @@ LIVE = ("running", "waiting")
 
 # The schema version this code writes; `runbook db upgrade` brings an older database up to it.
 SCHEMA_VERSION = 3
-
-
-class DamagedError(RunbookError):
-    """A run's record (run.json) cannot be read; its history row says so."""
 
 
 class StoreUnavailableError(RunbookError):
@@ -78,6 +77,17 @@ STEP_COLUMNS = ("run_id", "idx", "name", "type", "status", "started_at", "ended_
 HOST_COLUMNS = ("run_id", "step_idx", "host", "ok", "changed", "failed", "unreachable", "skipped", "message")
 
 
+def history_row(values: tuple[Any, ...]) -> HistoryRow:
+    """A history row as the store hands it out: as it is, or (see store/untrusted.py) `damaged`, its id
+    and runbook escaped, nothing else of it kept."""
+    row = dict(zip(HistoryRow.__dataclass_fields__, values))
+    problem = row_problem(row)
+    if problem is None:
+        return HistoryRow(*values)
+    return HistoryRow(escaped(row["id"]), escaped(row["runbook"]), "?", "damaged", None, "", "", "", "", 0,
+                      row["started_at"] if is_time(row["started_at"]) else 0.0, None, "",
+                      f"its row is damaged ({problem}): it is shown as damaged and never read")
+
 
 def process_start_time(pid: int) -> int | None:
     """The start time of `pid` in clock ticks (tells a live run from a reused pid), or None if gone."""
@@ -112,7 +122,12 @@ class Store(ABC):
         return make_private_dir(self.root / "locks")
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        """The run's folder; DamagedError for anything but a run id (ids come from rows and files)."""
+        return inside(self.runs_dir, checked_run_id(run_id))
+
+    def private_dir(self, path: Path) -> Path:
+        """A folder of the state dir made private; refused when it would lead outside it."""
+        return make_private_dir_within(self.root, path)
 
     def new_run_id(self, runbook: str, prefer: str | None = None) -> str:
         """A new run's id, its folder made; `prefer`: the id given ahead (ids.new_run_id), if still free."""
@@ -136,7 +151,7 @@ class Store(ABC):
     def save(self, record: RunRecord) -> None:
         """run.json first (the source of truth), then its history rows, each atomic."""
         self.require_writable()
-        folder = make_private_dir(self.run_dir(record.id))
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         self._index(record)
 
@@ -201,7 +216,7 @@ class Store(ABC):
     def pending_ids(self) -> list[str]:
         """Runs kept locally while the shared database was away (never on the local store)."""
         pending = self.root / "pending"
-        return sorted(p.name for p in pending.iterdir()) if pending.is_dir() else []
+        return sorted(p.name for p in pending.iterdir() if is_run_id(p.name)) if pending.is_dir() else []
 
     def has_history(self) -> bool:
         """Whether anything was ever recorded (the shared database always answers)."""
@@ -226,19 +241,20 @@ class Store(ABC):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
-        return [HistoryRow(*row) for row in self.query(sql, (*args, limit))]
+        rows = [history_row(row) for row in self.query(sql, (*args, limit))]
+        return [r for r in rows if r.status == status] if status else rows  # a damaged row has no other status
 
     def cron_runs(self, runbook: str, limit: int = 500) -> list[HistoryRow]:
         """The runbook's cron-triggered runs, newest first."""
         sql = (f"SELECT {HISTORY_COLUMNS} FROM runs WHERE runbook = ? AND trigger = 'cron' "
                f"ORDER BY {NEWEST_FIRST} LIMIT ?")
-        return [HistoryRow(*row) for row in self.query(sql, (runbook, limit))]
+        return [history_row(row) for row in self.query(sql, (runbook, limit))]
 
     def waiting_runs(self, lock: str, exclude: str = "") -> list[str]:
         """Runs paused mid-procedure that hold `lock` until resumed or canceled (a rehearsal holds none)."""
         rows = self.query("SELECT id FROM runs WHERE lock_name = ? AND status = 'waiting' AND check_mode = 0 "
                           "AND id != ? ORDER BY id", (lock, exclude))
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in rows if is_run_id(r[0])]  # a damaged row holds nothing
 
     def resolve(self, ref: str) -> str:
         """A run id from an id, a unique prefix of one, or `last`."""
@@ -247,21 +263,21 @@ class Store(ABC):
             rows = self.query(f"SELECT id FROM runs ORDER BY {NEWEST_FIRST} LIMIT 1")
             if not rows:
                 raise UsageError("no runs recorded yet")
-            return str(rows[0][0])
+            return checked_run_id(rows[0][0])
         if not re.fullmatch(r"[A-Za-z0-9._-]+", ref):
             raise UsageError(f"{ref!r} is not a run id")
         rows = self.query("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 3", (ref, ref + "~"))
         if not rows:
             raise UsageError(f"no run matches {ref!r} (see: runbook history)")
         if len(rows) > 1 and rows[0][0] != ref:
-            listed = ", ".join(r[0] for r in rows[:2])
+            listed = ", ".join(escaped(r[0]) for r in rows[:2])
             raise UsageError(f"{ref!r} matches several runs ({listed}, ...): give more of the id")
-        return str(rows[0][0])
+        return checked_run_id(rows[0][0])
 
     def newest_per_runbook(self) -> list[tuple[str, str, float, str]]:
         """(id, runbook, started_at, status) of every run, each runbook's newest first (for prune --keep)."""
         rows = self.query(f"SELECT id, runbook, started_at, status FROM runs ORDER BY runbook, {NEWEST_FIRST}")
-        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
+        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows if is_run_id(a)]
 
     # -- liveness ------------------------------------------------------------------------------
     def reap_dead_runs(self) -> list[str]:
@@ -269,6 +285,8 @@ class Store(ABC):
         rows = self.query("SELECT id, pid, pid_start, hostname FROM runs WHERE status = 'running'")
         reaped = []
         for run_id, pid, pid_start, hostname in rows:
+            if not is_run_id(run_id):
+                continue  # a damaged row: never swept, never read
             if self._controller_alive(str(run_id), pid, pid_start, hostname):
                 continue
             self.mark_aborted(str(run_id), sweep_here=hostname == socket.gethostname())
@@ -336,7 +354,7 @@ class Store(ABC):
             return 0
         rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('running', 'waiting')",
                           (before,))
-        gone = [str(r[0]) for r in rows if not self.run_dir(r[0]).exists()]
+        gone = [str(r[0]) for r in rows if is_run_id(r[0]) and not self.run_dir(r[0]).exists()]
         for run_id in gone:
             self.delete_run(run_id)
         return len(gone)
@@ -458,17 +476,23 @@ def stamp_time(run_id: str) -> float | None:
 
 
 def parse_record(run_id: str, text: str, where: str) -> RunRecord:
+    """The record of run `run_id` from its stored text; DamagedError unless it is that run's and every
+    name, host and worker in it has its shape (store/untrusted.py)."""
     try:
-        return RunRecord.from_dict(json.loads(text))
+        record = RunRecord.from_dict(json.loads(text))
+        problem = record_problem(checked_run_id(run_id), record)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DamagedError(f"run {run_id}: its record {where} is damaged ({exc.__class__.__name__}): "
-                           "it is shown as damaged; the rest of the history is intact") from None
+        problem = exc.__class__.__name__
+    if problem is not None:
+        raise DamagedError(f"run {escaped(run_id)}: its record {where} is damaged ({problem}): "
+                           "it is shown as damaged; the rest of the history is intact")
+    return record
 
 
 def folder_ids(runs_dir: Path) -> list[str]:
     if not runs_dir.is_dir():
         return []
-    return sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and is_run_id(p.name))
 
 
 def writable(path: Path) -> bool:

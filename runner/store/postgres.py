@@ -27,6 +27,7 @@ from runner.store.base import (
 )
 from runner.store.files import make_private_dir, write_private
 from runner.store.records import RunRecord
+from runner.store.untrusted import checked_run_id
 
 # Versioned migrations, applied in order inside one transaction by `runbook db upgrade` (and by any
 # command that finds an older schema). Version 1 is the schema of the first release.
@@ -237,7 +238,7 @@ class PostgresStore(Store):
     def save(self, record: RunRecord) -> None:
         """run.json first, then the database; while it is away the run goes on and is kept pending."""
         self.require_writable()
-        folder = make_private_dir(self.run_dir(record.id))
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         if self._away_since is not None and time.monotonic() - self._last_try < _RETRY_AFTER:
             self._mark_pending(record.id)
@@ -350,14 +351,16 @@ class PostgresStore(Store):
     def load(self, run_id: str) -> RunRecord:
         """The database's record (it has what other machines did), cached in the local run folder; the
         local record when it is newer (pending upload) or the database is away."""
-        if (self.pending_dir / run_id).exists():
+        if (self.pending_dir / checked_run_id(run_id)).exists():
             return self.load_local(run_id)
         try:
-            rows = self.query("SELECT record FROM runs WHERE id = ?", (run_id,))
+            rows = self.query("SELECT record, status, message FROM runs WHERE id = ?", (run_id,))
         except StoreUnavailableError:
             if (self.run_dir(run_id) / "run.json").exists():
                 return self.load_local(run_id)
             raise
+        if rows and rows[0][0] is None and rows[0][1] == "damaged":
+            raise DamagedError(str(rows[0][2]))  # marked by the machine that found its run.json damaged
         if not rows or rows[0][0] is None:
             return self.load_local(run_id)
         record = parse_record(run_id, str(rows[0][0]), f"in {where(self.url)}")
@@ -379,7 +382,7 @@ class PostgresStore(Store):
     def _cache(self, record: RunRecord, text: str) -> None:
         """The database's record and ended steps' logs written to the local run folder (final: they are
         uploaded once a step has ended), so reports and logs read them as they read local runs."""
-        folder = make_private_dir(self.run_dir(record.id))
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(json.loads(text), indent=2).encode())
         logs = self.query("SELECT step_idx, stdout, events FROM step_logs WHERE run_id = ?", (record.id,))
         by_index = {s.index: s for s in record.steps}
@@ -387,7 +390,7 @@ class PostgresStore(Store):
             step = by_index.get(int(index))
             if step is None:
                 continue
-            step_dir = make_private_dir(step.folder(folder))
+            step_dir = self.private_dir(step.folder(folder))
             _refresh(step_dir / "stdout", str(stdout).encode())
             if events is not None:
                 _refresh(step_dir / "events.jsonl.gz", bytes(events))

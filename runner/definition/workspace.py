@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from runner.errors import InvalidError, Problem, UsageError
 
-_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible"}
+_CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "team"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}

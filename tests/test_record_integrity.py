@@ -278,3 +278,26 @@ def test_the_app_role_cannot_rewrite_finished_runs(pg_server: Any, team_db: str,
     assert pruned.returncode == 0 and len(pruned.stdout.split()) == 2, pruned.stderr
     assert set(pruned.stdout.split()) == {victim, seeded[0]}
     assert desk("db", "verify").returncode == 0
+
+
+def test_db_upgrade_seals_runs_linked_by_the_old_digest(tmp_path: Path) -> None:
+    desk = Desk(copy_workspace("alien-workspace", tmp_path / "ws"), tmp_path / "state", "sqlite", None)
+    ids = desk.seed(2)
+    from runner.store.chain import chain_hash
+
+    store = desk.store()  # the chain as schema 3 left it: the old digest, no body
+    previous, links = "", []
+    for seq, run_id in enumerate(ids, 1):
+        digest = store._legacy_digest(run_id)
+        links.append((seq, run_id, digest, previous, chain_hash(previous, digest)))
+        previous = links[-1][-1]
+    store.close()
+    desk.sql("DELETE FROM chain;" + "".join(
+        f"INSERT INTO chain (seq, run_id, digest, prev_hash, hash, linked_at, body) VALUES "
+        f"({s}, '{r}', '{d}', '{p}', '{h}', 0, NULL);" for s, r, d, p, h in links))
+    assert desk("db", "verify").returncode == 0
+    upgraded = desk("db", "upgrade")
+    assert upgraded.returncode == 0 and "sealed 2 finished run(s) with the full digest" in upgraded.stderr, upgraded.stderr
+    _edit(_run_json(desk, ids[0]), message="rewritten")  # the old digest did not cover the message
+    verified = desk("db", "verify")
+    assert verified.returncode == 1 and f"chain broken at run {ids[0]}: its record differs" in verified.stderr

@@ -459,6 +459,11 @@ class PostgresStore(Store):
     def _stored_record_text(self, run_id: str, column: str | None) -> str | None:
         return column
 
+    def mark_damaged(self, run_id: str, why: str) -> None:
+        """Only a run the database holds no record of: a damaged local copy leaves the team's row alone."""
+        if not self.query("SELECT 1 FROM runs WHERE id = ? AND record IS NOT NULL", (run_id,)):
+            super().mark_damaged(run_id, why)
+
     def _stored_logs(self, record: RunRecord) -> list[list[Any]]:
         rows = self.query(f"{_LOG_HASHES} WHERE run_id = ? ORDER BY step_idx", (record.id,))
         return [[int(i), o, e] for _, i, o, e in rows]

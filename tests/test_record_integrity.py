@@ -301,3 +301,26 @@ def test_db_upgrade_seals_runs_linked_by_the_old_digest(tmp_path: Path) -> None:
     _edit(_run_json(desk, ids[0]), message="rewritten")  # the old digest did not cover the message
     verified = desk("db", "verify")
     assert verified.returncode == 1 and f"chain broken at run {ids[0]}: its record differs" in verified.stderr
+
+
+def test_a_checkpoint_signed_through_ssh_agent(team: tuple[Desk, Path], tmp_path: Path) -> None:
+    desk, key = team
+    desk.seed(1)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        subprocess.run(["ssh-add", "-q", str(key)], env={"SSH_AUTH_SOCK": str(sock)}, check=True,
+                       capture_output=True)
+        points = tmp_path / "checkpoints"
+        made = desk("db", "checkpoint", "-o", str(points), SSH_AUTH_SOCK=str(sock))
+        assert made.returncode == 0, made.stderr
+        assert "BEGIN SSH SIGNATURE" in json.loads(points.read_text())["signature"]
+        verified = desk("db", "verify", "--checkpoints", str(points))
+        assert verified.returncode == 0, verified.stderr
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

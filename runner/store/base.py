@@ -144,8 +144,10 @@ class Store(ABC):
                                 "(history, log, report and show still work; to write, run as its owner)")
 
     def save(self, record: RunRecord) -> None:
-        """run.json first (the source of truth), then its history rows, each atomic."""
+        """run.json first (the source of truth), then its history rows, each atomic; a sealed run with
+        other content is refused before run.json is touched."""
         self.require_writable()
+        self._sealed_as(record)
         folder = make_private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         self._index(record)
@@ -291,7 +293,7 @@ class Store(ABC):
                 damaged += 1  # load_local has marked its row damaged
                 continue
             try:
-                self._index(record)
+                self._index(record, raw=raw_record(self.run_dir(run_id)))
             except SealedRunError as exc:
                 refused.append(str(exc))
         return len(ids), damaged, refused
@@ -345,13 +347,13 @@ class Store(ABC):
                           "WHERE run_id = ? AND kind = 'run' ORDER BY seq DESC LIMIT 1", (run_id,))
         return Link(*rows[0]) if rows else None
 
-    def _sealed_as(self, record: RunRecord) -> bool:
-        """True when the chain holds this run with this very content; SealedRunError when it holds it with
-        other content; False when it is not sealed yet."""
+    def _sealed_as(self, record: RunRecord, raw: dict[str, Any] | None = None) -> bool:
+        """True when the chain holds this run with this very content (`raw`: the document as read from a
+        run.json, else the record's own); SealedRunError when it holds other content; False when unsealed."""
         link = self._latest_link(record.id)
         if link is None:
             return False
-        doc = json.loads(json.dumps(record.to_dict()))
+        doc = raw if raw is not None else json.loads(json.dumps(record.to_dict()))
         if link.logs is None:
             same = self._legacy_digest(record.id) == link.digest
         else:
@@ -480,10 +482,10 @@ class Store(ABC):
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
     # -- the backend ---------------------------------------------------------------------------
-    def _index(self, record: RunRecord, all_logs: bool = False) -> None:
+    def _index(self, record: RunRecord, all_logs: bool = False, raw: dict[str, Any] | None = None) -> None:
         """Write the record's rows, then link it to the chain once finished. A run the chain has sealed is
         never written again: the same content is left as it is, other content is refused (SealedRunError)."""
-        if self._sealed_as(record):
+        if self._sealed_as(record, raw):
             if not self.query("SELECT 1 FROM runs WHERE id = ?", (record.id,)):
                 self._write_rows(record, all_logs)  # its rows were lost: put the sealed content back
             return
@@ -598,6 +600,16 @@ def _same(stored: tuple[Any, ...], wanted: tuple[Any, ...]) -> bool:
         elif a != b:
             return False
     return True
+
+
+def raw_record(run_dir: Path) -> dict[str, Any] | None:
+    """run.json as written (compared as such: a record parsed and written again may differ in rounding
+    or in fields this version does not know)."""
+    try:
+        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def folder_logs(record: RunRecord, run_dir: Path) -> list[list[Any]]:

@@ -23,7 +23,7 @@ import psycopg
 from runner.errors import LockedError, RunbookError
 from runner.store.base import (
     RUN_COLUMNS, SCHEMA_VERSION, DamagedError, SealedRunError, Store, StoreUnavailableError, folder_ids,
-    index_rows, parse_record, process_start_time,
+    index_rows, parse_record, process_start_time, raw_record,
 )
 from runner.store.chain import Finding, Groups, Walk, chain_hash
 from runner.store.files import make_private_dir, write_private
@@ -362,7 +362,7 @@ class PostgresStore(Store):
                 (self.pending_dir / run_id).unlink(missing_ok=True)
                 continue
             try:
-                self._index(record, all_logs=True)
+                self._index(record, all_logs=True, raw=raw_record(self.run_dir(run_id)))
             except SealedRunError as exc:
                 refused.append(str(exc))
                 if quiet:
@@ -596,7 +596,7 @@ class PostgresStore(Store):
         saved_root = self.root
         self.root = folder.parent.parent
         try:
-            self._index(record, all_logs=True)
+            self._index(record, all_logs=True, raw=raw_record(folder))
         finally:
             self.root = saved_root
 

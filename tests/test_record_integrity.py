@@ -30,6 +30,10 @@ class Desk:
         import os
 
         from runner.definition.workspace import open_workspace
+        from runner.store.sqlite import SqliteStore
+
+        if self.backend == "sqlite":
+            return SqliteStore(self.state)
         from runner.store.backends import open_store
 
         os.environ["RUNBOOK_STATE_DIR"] = str(self.state)
@@ -324,3 +328,14 @@ def test_a_checkpoint_signed_through_ssh_agent(team: tuple[Desk, Path], tmp_path
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+def test_db_import_refuses_a_changed_copy_of_an_imported_run(tmp_path: Path, team_db: str) -> None:
+    local = Desk(copy_workspace("alien-workspace", tmp_path / "ws"), tmp_path / "local-state", "sqlite", None)
+    victim, = local.seed(1)
+    team = Desk(local.root, tmp_path / "state", "postgresql", None)
+    assert team("db", "import", str(local.state)).returncode == 0
+    _edit(_run_json(local, victim), operator="mallory")
+    again = team("db", "import", str(local.state))
+    assert again.returncode == 1 and f"run {victim}: finished and sealed" in again.stderr, again.stderr
+    assert [r["operator"] for r in json.loads(team("history", "--json").stdout)] == ["alice"]

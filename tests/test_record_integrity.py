@@ -286,7 +286,7 @@ def test_the_app_role_cannot_rewrite_finished_runs(pg_server: Any, team_db: str,
 
 def test_db_upgrade_seals_runs_linked_by_the_old_digest(tmp_path: Path) -> None:
     desk = Desk(copy_workspace("alien-workspace", tmp_path / "ws"), tmp_path / "state", "sqlite", None)
-    ids = desk.seed(2)
+    ids = desk.seed(3)
     from runner.store.chain import chain_hash
 
     store = desk.store()  # the chain as schema 3 left it: the old digest, no body
@@ -298,8 +298,14 @@ def test_db_upgrade_seals_runs_linked_by_the_old_digest(tmp_path: Path) -> None:
     store.close()
     desk.sql("DELETE FROM chain;" + "".join(
         f"INSERT INTO chain (seq, run_id, digest, prev_hash, hash, linked_at, body) VALUES "
-        f"({s}, '{r}', '{d}', '{p}', '{h}', 0, NULL);" for s, r, d, p, h in links))
-    assert desk("db", "verify").returncode == 0
+        f"({s}, '{r}', '{d}', '{p}', '{h}', 0, NULL);" for s, r, d, p, h in links)
+        # ...and the newest run pruned as schema 3 pruned: rows gone, noted in `pruned`.
+        + "".join(f"DELETE FROM {t} WHERE {c} = '{ids[2]}';" for t, c in
+                  (("host_results", "run_id"), ("steps", "run_id"), ("runs", "id")))
+        + f"INSERT INTO pruned VALUES ('{ids[2]}', 0); PRAGMA user_version = 3;")
+    verified = desk("db", "verify")  # migrated on open: the old prune is now a prune record
+    assert verified.returncode == 0, verified.stderr
+    assert "1 run(s) removed by schema 4 migration" in verified.stderr
     upgraded = desk("db", "upgrade")
     assert upgraded.returncode == 0 and "sealed 2 finished run(s) with the full digest" in upgraded.stderr, upgraded.stderr
     _edit(_run_json(desk, ids[0]), message="rewritten")  # the old digest did not cover the message

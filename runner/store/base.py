@@ -25,7 +25,7 @@ from runner.store.chain import (
 )
 from runner.store.files import make_private_dir, write_private
 from runner.store.ids import is_run_id_of, new_run_id
-from runner.store.records import RunRecord, now
+from runner.store.records import RunRecord, iso, now
 
 # The one definition of "newest": run ids sort by start time (see new_run_id), so every rule that
 # needs the newest or the last run (`last`, `--keep`, history order, `show`) orders by id.
@@ -573,8 +573,8 @@ def index_rows(record: RunRecord, record_text: str | None = None) -> tuple[tuple
            record.trigger, record.inventory, record.limit, int(record.check), record.started_at,
            record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message,
            record.lock, record.runbook_sha256, record_text)
-    steps = [(record.id, s.index, s.name, s.type, s.status, s.started_at, s.ended_at, s.rc,
-              *(s.counts()[c] for c in ("ok", "changed", "failed", "unreachable", "skipped"))) for s in record.steps]
+    steps = [(record.id, s.index, s.name, s.type, s.status, s.started_at, s.ended_at, s.rc, *s.counts().values())
+             for s in record.steps]
     hosts = [(record.id, s.index, h, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
              for s in record.steps for h, r in s.hosts.items()]
     return run, steps, hosts
@@ -600,6 +600,15 @@ def _same(stored: tuple[Any, ...], wanted: tuple[Any, ...]) -> bool:
         elif a != b:
             return False
     return True
+
+
+def legacy_prune_link(removed: list[str], previous: str) -> tuple[str, str, str, str, str]:
+    """(digest, prev_hash, hash, kind, body) of the prune record that carries, once, what schema 3 noted
+    in its `pruned` table (the migration to schema 4 writes it; nothing reads that table afterwards)."""
+    entry = {"removed": removed, "by": "schema 4 migration (pruned before it)", "host": socket.gethostname(),
+             "at": iso(now()), "signer": ""}
+    digest = prune_digest(entry)
+    return digest, previous, chain_hash(previous, digest), PRUNE, canonical(entry).decode()
 
 
 def raw_record(run_dir: Path) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ import psycopg
 from runner.errors import LockedError, RunbookError
 from runner.store.base import (
     RUN_COLUMNS, SCHEMA_VERSION, DamagedError, SealedRunError, Store, StoreUnavailableError, folder_ids,
-    index_rows, parse_record, process_start_time, raw_record,
+    index_rows, legacy_prune_link, parse_record, process_start_time, raw_record,
 )
 from runner.store.chain import Finding, Groups, Walk, chain_hash
 from runner.store.files import make_private_dir, write_private
@@ -262,6 +262,8 @@ class PostgresStore(Store):
                     for statement in MIGRATIONS[version]:
                         conn.execute(statement)
                     conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
+                if current < 4:
+                    _carry_pruned(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
@@ -599,6 +601,17 @@ class PostgresStore(Store):
             self._index(record, all_logs=True, raw=raw_record(folder))
         finally:
             self.root = saved_root
+
+
+def _carry_pruned(conn: psycopg.Connection[Any]) -> None:
+    """Schema 3's `pruned` table into the chain, once, as a prune record (see legacy_prune_link)."""
+    removed = sorted(str(r[0]) for r in conn.execute("SELECT run_id FROM pruned"))
+    if removed:
+        last = conn.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, kind, body, linked_at) "
+                     "VALUES ('', %s, %s, %s, %s, %s, %s)",
+                     (*legacy_prune_link(removed, str(last[0]) if last else ""), time.time()))
+    conn.execute("DELETE FROM pruned")
 
 
 def _refresh(path: Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from runner.errors import RunbookError
 from runner.store.base import (
     RUN_COLUMNS, SCHEMA_VERSION, HistoryRow, ReadOnlyError, Store as BaseStore, folder_ids, index_rows,
-    process_start_time, writable,
+    legacy_prune_link, process_start_time, writable,
 )
 from runner.store.chain import chain_hash
 from runner.store.files import make_private_dir
@@ -176,12 +176,15 @@ class SqliteStore(BaseStore):
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        before = int(db.execute("PRAGMA user_version").fetchone()[0])
         db.execute("BEGIN IMMEDIATE")  # executescript would commit: statements run one by one
         try:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
             _apply(db, MIGRATIONS)
+            if before < 4:
+                _carry_pruned(db)
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -302,6 +305,16 @@ def _file_lock(lock: Any, holder: str, wait: float | None) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _carry_pruned(db: sqlite3.Connection) -> None:
+    """Schema 3's `pruned` table into the chain, once, as a prune record (see legacy_prune_link)."""
+    removed = sorted(str(r[0]) for r in db.execute("SELECT run_id FROM pruned"))
+    if removed:
+        last = db.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+        db.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, kind, body, linked_at) VALUES ('',?,?,?,?,?,?)",
+                   (*legacy_prune_link(removed, str(last[0]) if last else ""), time.time()))
+    db.execute("DELETE FROM pruned")
 
 
 def _apply(db: sqlite3.Connection, migrations: dict[int, list[str]]) -> None:

@@ -123,22 +123,27 @@ def timed_verify(env: dict[str, str], workspace: Path) -> tuple[float, float]:
     return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
+def bench_sqlite(state: Path, runs: int, workspace: Path) -> None:
+    began = time.perf_counter()
+    fill_sqlite(state, runs)
+    print(f"sqlite: filled {runs} sealed runs in {time.perf_counter() - began:.0f}s")
+    wall, cpu = timed_verify(dict(os.environ, RUNBOOK_STATE_DIR=str(state), RUNBOOK_DATABASE_URL=""), workspace)
+    print(f"  db verify, sqlite, {runs} runs: {wall:.1f}s wall ({cpu:.1f}s CPU)  (goal: well under 60s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--database-url", help="an empty PostgreSQL database to fill (default: a private server)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
     server = None
     with tempfile.TemporaryDirectory(prefix="runbook-verify-") as tmp:
         workspace = Path(tmp) / "ws"
         (workspace / "runbooks").mkdir(parents=True)
-        state = Path(tmp) / "sqlite-state"
-        began = time.perf_counter()
-        fill_sqlite(state, args.runs)
-        print(f"sqlite: filled {args.runs} sealed runs in {time.perf_counter() - began:.0f}s")
-        wall, cpu = timed_verify(dict(os.environ, RUNBOOK_STATE_DIR=str(state), RUNBOOK_DATABASE_URL=""), workspace)
-        print(f"  db verify, sqlite, {args.runs} runs: {wall:.1f}s wall ({cpu:.1f}s CPU)  (goal: well under 60s)")
+        if not args.no_sqlite:
+            bench_sqlite(Path(tmp) / "sqlite-state", args.runs, workspace)
         if args.no_postgres:
             return 0
         url = args.database_url

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from runner.definition.durations import parse_duration
 from runner.errors import InvalidError, Problem
 from runner.definition.translations import translation_problems
+from runner.definition.names import STEP_NAME, is_step_name
 from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
 from runner.definition.params import coerce, compile_pattern
 from runner.definition.yamlfile import Document, KeyPath, format_path, load_document, read_limited
@@ -203,7 +204,7 @@ def _step_problems(doc: Document, where: KeyPath, step: dict[str, Any], names: d
             problems.append(doc.problem(where + ("playbook",), problem))
     name = step.get("name")
     if isinstance(name, str):
-        if not name.isprintable():
+        if STEP_NAME.fullmatch(name) and not is_step_name(name):  # the schema's pattern lets control characters by
             problems.append(doc.problem(where + ("name",), f"{name!r} is not a step name (printable characters only)"))
         if name in names:
             problems.append(doc.problem(where + ("name",), f"duplicate step name {name!r}"))

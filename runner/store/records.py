@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.store.untrusted import inside
+
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # What a record, a log or any output shows in place of a secret value.
 REDACTED = "***"
@@ -93,8 +95,9 @@ class StepRecord:
         return step_folder_name(self.index, self.name)
 
     def folder(self, run_dir: Path) -> Path:
-        """Where this step's output, events, rc and status live in the run's folder."""
-        return run_dir / "steps" / self.folder_name
+        """Where this step's output, events, rc and status live in the run's folder (DamagedError for a
+        name that is not a single safe folder name: see store/untrusted.py)."""
+        return inside(run_dir, "steps", self.folder_name)
 
     def counts(self) -> dict[str, int]:
         return {c: sum(getattr(h, c) for h in self.hosts.values()) for c in COUNTS}

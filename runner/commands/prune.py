@@ -9,6 +9,7 @@ from typing import Any
 from runner.definition.durations import parse_duration
 from runner.errors import UsageError
 from runner.store.backends import open_store
+from runner.times import human_time
 from runner.definition.workspace import Workspace
 
 _LIVE = ("running", "waiting")
@@ -46,7 +47,7 @@ def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = Fals
         store.prune_runs(removed, prune_entry(ws, removed, key))
         for folder in orphans:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"{verb} {len(doomed)} run(s) started before {time.strftime('%Y-%m-%d %H:%M', time.localtime(cutoff))}"
+    print(f"{verb} {len(doomed)} run(s) started before {human_time(cutoff)}"
           + (f" and {len(orphans)} orphan folder(s)" if orphans else ""), file=sys.stderr)
     for run_id in doomed:
         print(run_id)

@@ -4,15 +4,16 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from runner import identity
 from runner.commands.run import interactive_session, publish
 from runner.errors import InvalidError, Problem, RunbookError, UsageError
 from runner.execution.executor import Execution, ResumeAction, RunRequest
 from runner.definition.loader import load_runbook
-from runner.definition.model import Approval
+from runner.definition.model import Approval, Runbook
 from runner.execution.signoffs import Signer, counted_approvers, in_groups
-from runner.definition.params import ResolvedParams
+from runner.definition.params import ResolvedParams, coerce, forget_secrets
 from runner.execution.progress import Progress
 from runner.output import check_writable
 from runner.store.records import RunRecord, StepRecord
@@ -145,23 +146,36 @@ def execution_for(ws: Workspace, record: RunRecord, interactive: bool, quiet: bo
         raise InvalidError(f"{ws.display(path)} changed since run {record.id} started (version {record.version} "
                            f"then, {runbook.version} now): finish or cancel the run with the file it started with")
     values = {k: v for k, v in record.params.items() if k in {p.name for p in runbook.parameters}}
-    problems = []
-    for param in runbook.parameters:
-        if not param.secret:
-            continue
-        value = os.environ.pop(param.env, None) if param.env else None
-        if value is None and interactive:
-            value = getpass.getpass(f"{param.name} (secret, needed to continue): ")
-        if value is None and param.required:
-            problems.append(Problem(ws.display(path), param.line, f"parameters.{param.name}",
-                                    f"secrets are never stored: set {param.env or 'its env variable'} to continue"))
-        values[param.name] = value
-    if problems:
-        raise InvalidError("cannot continue: nothing was run", tuple(problems))
-    params = ResolvedParams(values, frozenset(p.name for p in runbook.parameters if p.secret))
+    params = _secrets_again(ws, runbook, values, interactive)
     request = RunRequest(params=params, operator=record.operator, trigger=record.trigger,
                          inventory=record.inventory, check=record.check, diff=record.diff, forks=record.forks,
                          ci_job_url=record.ci_job_url, interactive=interactive, worker=record.worker or None)
     execution = Execution(ws, runbook, request, Progress(quiet=quiet), signer=signer)
     execution.limit = record.limit
     return execution
+
+
+def _secrets_again(ws: Workspace, runbook: Runbook, values: dict[str, Any], interactive: bool) -> ResolvedParams:
+    """The stored parameters with each secret given again (its env: variable, else asked), checked as `run`
+    checks it (the minimum length, its pattern) and then forgotten by runbook's own environment."""
+    display = ws.display(runbook.path)
+    problems = []
+    for param in (p for p in runbook.parameters if p.secret):
+        value = os.environ.pop(param.env, None) if param.env else None
+        if value is None and interactive:
+            value = getpass.getpass(f"{param.name} (secret, needed to continue): ")
+        where = f"parameters.{param.name}"
+        if value is None and param.required:
+            problems.append(Problem(display, param.line, where,
+                                    f"secrets are never stored: set {param.env or 'its env variable'} to continue"))
+        elif value is not None:
+            try:
+                value = coerce(param, value)
+            except ValueError as exc:
+                problems.append(Problem(display, param.line, where, str(exc)))
+        values[param.name] = value
+    if problems:
+        raise InvalidError("cannot continue: nothing was run", tuple(problems))
+    params = ResolvedParams(values, frozenset(p.name for p in runbook.parameters if p.secret))
+    forget_secrets(os.environ, [p.env for p in runbook.parameters if p.secret and p.env], params.secret_values)
+    return params

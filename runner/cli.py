@@ -353,12 +353,14 @@ def site(ctx: click.Context, output: str, since: str, recent: int) -> int:
 @click.option("--older-than", required=True, metavar="DUR", help="Delete finished runs started more than DUR ago (e.g. 90d).")
 @click.option("--keep", type=click.IntRange(0), metavar="N", help="Always keep the newest N runs of each runbook.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option("--key", metavar="FILE", help="Sign the prune record with this SSH key (with [team]: else the agent's).")
 @click.pass_context
-def prune(ctx: click.Context, older_than: str, keep: int | None, dry_run: bool) -> int:
-    """Delete old run logs and their history rows together (running and waiting runs are kept)."""
+def prune(ctx: click.Context, older_than: str, keep: int | None, dry_run: bool, key: str | None) -> int:
+    """Delete old run logs and their history rows together (running and waiting runs are kept); the
+    chain keeps a prune record of what went, by whom and when."""
     from runner.commands.prune import prune as prune_runs
 
-    return prune_runs(_workspace(ctx), older_than, keep, dry_run)
+    return prune_runs(_workspace(ctx), older_than, keep, dry_run, key)
 
 
 @cli.group(context_settings=_CONTEXT)
@@ -372,12 +374,14 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--grant", metavar="ROLE", help="PostgreSQL: grant ROLE what runbook needs, without UPDATE or "
+              "DELETE of finished runs (run as the tables' owner).")
 @click.pass_context
-def db_upgrade(ctx: click.Context) -> int:
-    """Apply the schema migrations the database lacks."""
+def db_upgrade(ctx: click.Context, grant: str | None) -> int:
+    """Apply the schema migrations the database lacks; seal runs linked before the full digest."""
     from runner.commands.db import upgrade
 
-    return upgrade(_workspace(ctx))
+    return upgrade(_workspace(ctx), grant)
 
 
 @db.command("import")
@@ -400,12 +404,25 @@ def db_sync(ctx: click.Context) -> int:
 
 
 @db.command("verify")
+@click.option("--checkpoints", metavar="FILE", help="Also check that the chain extends every checkpoint in FILE.")
+@click.option("--key", metavar="FILE", help="Without [team]: require checkpoints signed by this (public) key.")
 @click.pass_context
-def db_verify(ctx: click.Context) -> int:
+def db_verify(ctx: click.Context, checkpoints: str | None, key: str | None) -> int:
     """Check the hash chain over finished runs; exit 1 naming the first run that no longer matches."""
     from runner.commands.db import verify
 
-    return verify(_workspace(ctx))
+    return verify(_workspace(ctx), checkpoints, key)
+
+
+@db.command("checkpoint")
+@click.option("--key", metavar="FILE", help="The SSH key to sign with (a private key, or a public key in the agent).")
+@click.option("-o", "--output", metavar="FILE", help="Append the line to FILE (default: print it).")
+@click.pass_context
+def db_checkpoint(ctx: click.Context, key: str | None, output: str | None) -> int:
+    """Append a signed line (chain length, head hash, time, signer) to a file kept outside the database."""
+    from runner.commands.db import checkpoint
+
+    return checkpoint(_workspace(ctx), key, output)
 
 
 @db.command("rebuild")

@@ -66,8 +66,17 @@ class Server:
         self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        done = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, self.url(database)],
+    def new_role(self, name: str, database: str) -> str:
+        """A login role that is not a superuser and owns nothing (the role runbook runs as in the README's
+        layout); its URL for `database`. Grants come from `runbook db upgrade --grant NAME`."""
+        password = secrets.token_hex(12)
+        self.psql(f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'")
+        self.psql(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT CONNECT ON DATABASE "{database}" TO {name}',
+                  database)
+        return f"postgresql://{name}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres", url: str | None = None) -> str:
+        done = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, url or self.url(database)],
                               capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {done.stderr.strip()}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from runner.definition.durations import format_duration
 from runner.errors import RunbookError
 from runner.times import human_time
-from runner.store.base import HistoryRow, Store
+from runner.store.base import HistoryRow, Store, history_row
 
 if TYPE_CHECKING:
     from runner.reports.capacity import Forecast
@@ -138,7 +138,7 @@ def summarize(store: Store, since: float, until: float,
               kinds: Mapping[str, tuple[str, str]] | None = None) -> Summary:
     """The runs started in [since, until). `kinds` maps a runbook name to (kind, maintenance_type), as the
     workspace's runbooks say today; runs of runbooks no longer there count as "unknown"."""
-    rows = [HistoryRow(*r) for r in store.query(
+    rows = [history_row(r) for r in store.query(
         f"SELECT {_ROW_COLUMNS} FROM runs WHERE started_at >= ? AND started_at < ? ORDER BY started_at, id",
         (since, until))]
     return Summary(since, until, rows, _by_runbook(rows), _by_work(rows, kinds or {}),

@@ -3,6 +3,7 @@ summary), runbooks/NAME.html (the manual page, its own history, a duration chart
 (each run's report). Relative links only, no script, no CDN: any web server (or a CI artifact) serves it."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -33,15 +34,29 @@ def write_site(ws: Workspace, runbooks: list[Runbook], store: Store | None, targ
     """Every page of the site under `target`; returns the files written, index first."""
     (target / "runbooks").mkdir(parents=True, exist_ok=True)
     (target / "runs").mkdir(parents=True, exist_ok=True)
-    history = [r for r in (store.history(limit=options.runs) if store else []) if _SAFE_ID.match(r.id)]
     names = {rb.name for rb in runbooks}
+    history, pages = _run_pages(target, store.history(limit=options.runs) if store else [], store, names)
     written = [_index(target, runbooks, history, store, options)]
     for rb in runbooks:
         own = [r for r in history if r.runbook == rb.name]
         written.append(_runbook_page(ws, target, rb, own, store))
-    for row in history:
-        written.append(_run_page(target, row.id, store, row.runbook in names))  # type: ignore[arg-type]
-    return written
+    return written + pages
+
+
+def _run_pages(target: Path, rows: list[HistoryRow], store: Store | None,
+               names: set[str]) -> tuple[list[HistoryRow], list[Path]]:
+    """A page per run; a damaged one (its row, or its record when read) is listed as damaged, unlinked."""
+    from runner.store.base import DamagedError
+
+    listed, pages = [], []
+    for row in rows:
+        if store is not None and row.status != "damaged" and _SAFE_ID.match(row.id):
+            try:
+                pages.append(_run_page(target, row.id, store, row.runbook in names))
+            except DamagedError as exc:
+                row = dataclasses.replace(row, status="damaged", message=str(exc))
+        listed.append(row)
+    return listed, pages
 
 
 def _index(target: Path, runbooks: list[Runbook], history: list[HistoryRow], store: Store | None,

@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runner.errors import ExitCode, RunbookError, UsageError
-from runner.store.files import make_private_dir, write_private
+from runner.store.chain import (
+    PRUNE, RUN, Finding, Groups, Link, Walk, bytes_sha, canonical, chain_hash, prune_digest, run_digest, text_sha,
+    walk,
+)
+from runner.store.files import make_private_dir, make_private_dir_within, write_private
 from runner.store.ids import is_run_id_of, new_run_id
-from runner.store.records import RunRecord, now
+from runner.store.records import RunRecord, iso, now
+from runner.store.untrusted import (
+    DamagedError as DamagedError, checked_run_id, escaped, inside, is_run_id, is_time, record_problem, row_problem,
+)
 
 # The one definition of "newest": run ids sort by start time (see new_run_id), so every rule that
 # needs the newest or the last run (`last`, `--keep`, history order, `show`) orders by id.
@@ -30,17 +37,17 @@ FINISHED = ("succeeded", "failed", "canceled", "timed_out", "aborted", "damaged"
 LIVE = ("running", "waiting")
 
 # The schema version this code writes; `runbook db upgrade` brings an older database up to it.
-SCHEMA_VERSION = 3
-
-
-class DamagedError(RunbookError):
-    """A run's record (run.json) cannot be read; its history row says so."""
+SCHEMA_VERSION = 4
 
 
 class StoreUnavailableError(RunbookError):
     """The shared database cannot be reached: nothing was run."""
 
     exit_code = ExitCode.STORE_UNAVAILABLE
+
+
+class SealedRunError(RunbookError):
+    """A finished run the chain has sealed, asked to be written with other content: refused."""
 
 
 class ReadOnlyError(RunbookError):
@@ -76,7 +83,19 @@ RUN_COLUMNS = ("id", "runbook", "version", "status", "exit_code", "operator", "t
 STEP_COLUMNS = ("run_id", "idx", "name", "type", "status", "started_at", "ended_at", "rc",
                 "ok", "changed", "failed", "unreachable", "skipped")
 HOST_COLUMNS = ("run_id", "step_idx", "host", "ok", "changed", "failed", "unreachable", "skipped", "message")
+LEGACY_MISMATCH = "its row, steps, sign-offs or log no longer match the record"
 
+
+def history_row(values: tuple[Any, ...]) -> HistoryRow:
+    """A history row as the store hands it out: as it is, or (see store/untrusted.py) `damaged`, its id
+    and runbook escaped, nothing else of it kept."""
+    row = dict(zip(HistoryRow.__dataclass_fields__, values))
+    problem = row_problem(row)
+    if problem is None:
+        return HistoryRow(*values)
+    return HistoryRow(escaped(row["id"]), escaped(row["runbook"]), "?", "damaged", None, "", "", "", "", 0,
+                      row["started_at"] if is_time(row["started_at"]) else 0.0, None, "",
+                      f"its row is damaged ({problem}): it is shown as damaged and never read")
 
 
 def process_start_time(pid: int) -> int | None:
@@ -98,6 +117,7 @@ class Store(ABC):
     """Run folders and the database that indexes them; see the module docstring."""
 
     backend = ""
+    byte_order = ""  # how ORDER BY compares run ids byte by byte (as Python does); PostgreSQL: COLLATE "C"
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir
@@ -112,7 +132,12 @@ class Store(ABC):
         return make_private_dir(self.root / "locks")
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        """The run's folder; DamagedError for anything but a run id (ids come from rows and files)."""
+        return inside(self.runs_dir, checked_run_id(run_id))
+
+    def private_dir(self, path: Path) -> Path:
+        """A folder of the state dir made private; refused when it would lead outside it."""
+        return make_private_dir_within(self.root, path)
 
     def new_run_id(self, runbook: str, prefer: str | None = None) -> str:
         """A new run's id, its folder made; `prefer`: the id given ahead (ids.new_run_id), if still free."""
@@ -134,9 +159,11 @@ class Store(ABC):
                                 "(history, log, report and show still work; to write, run as its owner)")
 
     def save(self, record: RunRecord) -> None:
-        """run.json first (the source of truth), then its history rows, each atomic."""
+        """run.json first (the source of truth), then its history rows, each atomic; a sealed run with
+        other content is refused before run.json is touched."""
         self.require_writable()
-        folder = make_private_dir(self.run_dir(record.id))
+        self._sealed_as(record)
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         self._index(record)
 
@@ -201,7 +228,7 @@ class Store(ABC):
     def pending_ids(self) -> list[str]:
         """Runs kept locally while the shared database was away (never on the local store)."""
         pending = self.root / "pending"
-        return sorted(p.name for p in pending.iterdir()) if pending.is_dir() else []
+        return sorted(p.name for p in pending.iterdir() if is_run_id(p.name)) if pending.is_dir() else []
 
     def has_history(self) -> bool:
         """Whether anything was ever recorded (the shared database always answers)."""
@@ -226,19 +253,20 @@ class Store(ABC):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {NEWEST_FIRST} LIMIT ?"
-        return [HistoryRow(*row) for row in self.query(sql, (*args, limit))]
+        rows = [history_row(row) for row in self.query(sql, (*args, limit))]
+        return [r for r in rows if r.status == status] if status else rows  # a damaged row has no other status
 
     def cron_runs(self, runbook: str, limit: int = 500) -> list[HistoryRow]:
         """The runbook's cron-triggered runs, newest first."""
         sql = (f"SELECT {HISTORY_COLUMNS} FROM runs WHERE runbook = ? AND trigger = 'cron' "
                f"ORDER BY {NEWEST_FIRST} LIMIT ?")
-        return [HistoryRow(*row) for row in self.query(sql, (runbook, limit))]
+        return [history_row(row) for row in self.query(sql, (runbook, limit))]
 
     def waiting_runs(self, lock: str, exclude: str = "") -> list[str]:
         """Runs paused mid-procedure that hold `lock` until resumed or canceled (a rehearsal holds none)."""
         rows = self.query("SELECT id FROM runs WHERE lock_name = ? AND status = 'waiting' AND check_mode = 0 "
                           "AND id != ? ORDER BY id", (lock, exclude))
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in rows if is_run_id(r[0])]  # a damaged row holds nothing
 
     def resolve(self, ref: str) -> str:
         """A run id from an id, a unique prefix of one, or `last`."""
@@ -247,21 +275,21 @@ class Store(ABC):
             rows = self.query(f"SELECT id FROM runs ORDER BY {NEWEST_FIRST} LIMIT 1")
             if not rows:
                 raise UsageError("no runs recorded yet")
-            return str(rows[0][0])
+            return checked_run_id(rows[0][0])
         if not re.fullmatch(r"[A-Za-z0-9._-]+", ref):
             raise UsageError(f"{ref!r} is not a run id")
         rows = self.query("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 3", (ref, ref + "~"))
         if not rows:
             raise UsageError(f"no run matches {ref!r} (see: runbook history)")
         if len(rows) > 1 and rows[0][0] != ref:
-            listed = ", ".join(r[0] for r in rows[:2])
+            listed = ", ".join(escaped(r[0]) for r in rows[:2])
             raise UsageError(f"{ref!r} matches several runs ({listed}, ...): give more of the id")
-        return str(rows[0][0])
+        return checked_run_id(rows[0][0])
 
     def newest_per_runbook(self) -> list[tuple[str, str, float, str]]:
         """(id, runbook, started_at, status) of every run, each runbook's newest first (for prune --keep)."""
         rows = self.query(f"SELECT id, runbook, started_at, status FROM runs ORDER BY runbook, {NEWEST_FIRST}")
-        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
+        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows if is_run_id(a)]
 
     # -- liveness ------------------------------------------------------------------------------
     def reap_dead_runs(self) -> list[str]:
@@ -269,6 +297,8 @@ class Store(ABC):
         rows = self.query("SELECT id, pid, pid_start, hostname FROM runs WHERE status = 'running'")
         reaped = []
         for run_id, pid, pid_start, hostname in rows:
+            if not is_run_id(run_id):
+                continue  # a damaged row: never swept, never read
             if self._controller_alive(str(run_id), pid, pid_start, hostname):
                 continue
             self.mark_aborted(str(run_id), sweep_here=hostname == socket.gethostname())
@@ -297,9 +327,11 @@ class Store(ABC):
                 step.status, step.ended_at = "aborted", record.ended_at
         self.save(record)
 
-    def rebuild(self) -> tuple[int, int]:
-        """Index every run folder again from its run.json; (folders, damaged ones)."""
+    def rebuild(self) -> tuple[int, int, list[str]]:
+        """Index every run folder again from its run.json; (folders, damaged ones, refusals: finished runs
+        whose run.json differs from what the chain sealed, left as the chain has them)."""
         damaged = 0
+        refused: list[str] = []
         ids = [i for i in folder_ids(self.runs_dir) if (self.run_dir(i) / "run.json").exists()]
         for run_id in ids:
             try:
@@ -307,8 +339,11 @@ class Store(ABC):
             except DamagedError:
                 damaged += 1  # load_local has marked its row damaged
                 continue
-            self._index(record)
-        return len(ids), damaged
+            try:
+                self._index(record, raw=raw_record(self.run_dir(run_id)))
+            except SealedRunError as exc:
+                refused.append(str(exc))
+        return len(ids), damaged, refused
 
     def mark_damaged(self, run_id: str, why: str) -> None:
         started = stamp_time(run_id) or (self.run_dir(run_id) / "run.json").stat().st_mtime
@@ -317,33 +352,156 @@ class Store(ABC):
                      (run_id, runbook_of(run_id), "?", "damaged", started, why))
 
     # -- removing ------------------------------------------------------------------------------
-    def delete_run(self, run_id: str) -> None:
-        """The run's rows and folder; the chain keeps a note of what was removed so `db verify` passes."""
-        self.execute_many([
-            ("INSERT INTO pruned (run_id, pruned_at) SELECT DISTINCT run_id, ? FROM chain WHERE run_id = ? "
-             "ON CONFLICT (run_id) DO NOTHING",
-             (now(), run_id)),
-            ("DELETE FROM host_results WHERE run_id = ?", (run_id,)),
-            ("DELETE FROM steps WHERE run_id = ?", (run_id,)),
-            ("DELETE FROM step_logs WHERE run_id = ?", (run_id,)),
-            ("DELETE FROM runs WHERE id = ?", (run_id,)),
-        ])
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+    def prune_runs(self, run_ids: list[str], entry: dict[str, Any]) -> None:
+        """Write the prune record (`entry`: removed ids, by whom, when, signature) into the chain, then
+        remove those runs' rows and folders: the chain says what went and who removed it."""
+        if not run_ids:
+            return
+        self._chain_insert("", prune_digest(entry), PRUNE, canonical(entry).decode())
+        self._delete_rows(run_ids)
+        for run_id in run_ids:
+            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    def delete_rows_without_folder(self, before: float) -> int:
-        """History rows of finished runs older than `before` whose folder is gone (local store only)."""
+    def _delete_rows(self, run_ids: list[str]) -> None:
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for run_id in run_ids:
+            statements += [(f"DELETE FROM {table} WHERE {column} = ?", (run_id,)) for table, column in
+                           (("host_results", "run_id"), ("steps", "run_id"), ("step_logs", "run_id"), ("runs", "id"))]
+        self.execute_many(statements)
+
+    def rows_without_folder(self, before: float) -> list[str]:
+        """Finished runs older than `before` whose folder is gone (local store only: prune removes them)."""
         if self.backend != "sqlite":
-            return 0
+            return []
         rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('running', 'waiting')",
                           (before,))
-        gone = [str(r[0]) for r in rows if not self.run_dir(r[0]).exists()]
-        for run_id in gone:
-            self.delete_run(run_id)
-        return len(gone)
+        return [str(r[0]) for r in rows if is_run_id(r[0]) and not self.run_dir(r[0]).exists()]
 
-    # -- the tamper-evident chain -------------------------------------------------------------
-    def chain_digest(self, run_id: str) -> str | None:
-        """The digest of a finished run as the store holds it now (row, steps, hosts, sign-offs, logs)."""
+    # -- the tamper-evident chain (runner/store/chain.py) --------------------------------------
+    def _stored_record_text(self, run_id: str, column: str | None) -> str | None:
+        """The record as the store holds it: run.json here; the database's `record` column on PostgreSQL."""
+        try:
+            return (self.run_dir(run_id) / "run.json").read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def _stored_logs(self, record: RunRecord) -> list[list[Any]]:
+        """[index, stdout sha256, events sha256] of each step with a log, as the store holds them."""
+        return folder_logs(record, self.run_dir(record.id))
+
+    def _latest_link(self, run_id: str) -> Link | None:
+        rows = self.query("SELECT seq, run_id, digest, prev_hash, hash, kind, body FROM chain "
+                          "WHERE run_id = ? AND kind = 'run' ORDER BY seq DESC LIMIT 1", (run_id,))
+        return Link(*rows[0]) if rows else None
+
+    def _sealed_as(self, record: RunRecord, raw: dict[str, Any] | None = None) -> bool:
+        """True when the chain holds this run with this very content (`raw`: the document as read from a
+        run.json, else the record's own); SealedRunError when it holds other content; False when unsealed."""
+        link = self._latest_link(record.id)
+        if link is None:
+            return False
+        doc = raw if raw is not None else json.loads(json.dumps(record.to_dict()))
+        if link.logs is None:
+            same = self._legacy_digest(record.id) == link.digest
+        else:
+            sealed = {int(i): (o, e) for i, o, e in link.logs}
+            new = folder_logs(record, self.run_dir(record.id))
+            same = run_digest(doc, link.logs) == link.digest and all(
+                sealed[i] == (o, e) for i, o, e in new if i in sealed)
+        if not same:
+            raise SealedRunError(f"run {record.id}: finished and sealed in the chain, and what was to be written "
+                                 "differs from the sealed record: refused, nothing was changed")
+        return True
+
+    def chain_append(self, run_id: str) -> bool:
+        """Seal a finished run as the store holds it (its record and logs) at the end of the chain; False
+        when the store holds no readable record of it."""
+        rows = self.query("SELECT record FROM runs WHERE id = ?", (run_id,))
+        text = self._stored_record_text(run_id, rows[0][0] if rows else None)
+        try:
+            record = parse_record(run_id, text or "", "the store")
+        except DamagedError:
+            return False
+        logs = sorted(self._stored_logs(record))
+        self._chain_insert(run_id, run_digest(json.loads(text or ""), logs), RUN, json.dumps(logs))
+        return True
+
+    @abstractmethod
+    def _chain_insert(self, run_id: str, digest: str, kind: str, body: str) -> None:
+        """Append a link after the newest one, under a lock that serializes writers."""
+
+    def verify(self) -> tuple[Walk, list[Finding]]:
+        """Walk the chain, then every run the store holds against its link: (the walk, what no longer
+        matches, in chain order). Streams the rows: one pass over each table."""
+        found = walk(self.iter_query("SELECT seq, run_id, digest, prev_hash, hash, kind, body FROM chain ORDER BY seq"))
+        findings = list(found.findings)
+        seen: set[str] = set()
+        steps = Groups(self.iter_query(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps ORDER BY run_id{self.byte_order}, idx"))
+        hosts = Groups(self.iter_query(f"SELECT {', '.join(HOST_COLUMNS)} FROM host_results "
+                                       f"ORDER BY run_id{self.byte_order}, step_idx"))
+        logs = self._log_groups()
+        for row in self.iter_query(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id{self.byte_order}"):
+            run_id = str(row[0])
+            seen.add(run_id)
+            link = found.latest.get(run_id)
+            if link is None and row[3] in LIVE:
+                continue
+            why = self._check_run(row, link[1] if link else None, steps.take(run_id), hosts.take(run_id),
+                                  logs.take(run_id) if logs else None)
+            if why:
+                findings.append(Finding(link[0] if link else found.length, run_id, why))
+        for run_id, (position, _link) in found.latest.items():
+            if run_id not in seen and found.removed.get(run_id, -1) < position:
+                findings.append(Finding(position, run_id, "its history row was deleted without a prune record"))
+        return found, sorted(findings, key=lambda f: f.position)
+
+    def _log_groups(self) -> Groups | None:
+        """The logs' sha256s by run, streamed from the database (None: read from the run folders)."""
+        return None
+
+    def _check_run(self, row: tuple[Any, ...], link: Link | None, steps: list[tuple[Any, ...]],
+                   hosts: list[tuple[Any, ...]], logs: list[tuple[Any, ...]] | None) -> str:
+        run_id = str(row[0])
+        text = self._stored_record_text(run_id, row[-1])
+        try:
+            record = parse_record(run_id, text or "", "the store")
+        except DamagedError:
+            return "its record is missing or damaged"
+        if link is None:
+            return ("finished but not in the chain: written outside runbook, or recorded before the chain "
+                    "(`runbook db upgrade` seals those)")
+        if record.status in LIVE:
+            return "a finished run's record was changed back to live"
+        if link.logs is None:
+            return "" if self._legacy_digest(run_id) == link.digest else LEGACY_MISMATCH
+        held = sorted([int(i), o, e] for _, i, o, e in logs) if logs is not None else sorted(self._stored_logs(record))
+        if run_digest(json.loads(text or ""), link.logs) != link.digest:
+            return "its record differs from the one sealed in the chain"
+        if held != sorted(link.logs):
+            return "a step's log or events differ from the ones sealed in the chain"
+        if not same_rows(row, steps, hosts, index_rows(record)):
+            return "its history row, steps or host results no longer match its record"
+        return ""
+
+    def reseal(self) -> tuple[int, list[str]]:
+        """Seal with the full digest the runs linked before it (or never linked) whose content still
+        matches; (sealed, refused: runs whose rows no longer match their old link)."""
+        found = walk(self.query("SELECT seq, run_id, digest, prev_hash, hash, kind, body FROM chain ORDER BY seq"))
+        sealed, refused = 0, []
+        finished = [str(r[0]) for r in self.query(f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(FINISHED))}) "
+                                                  "ORDER BY id", FINISHED)]
+        for run_id in finished:
+            link = found.latest.get(run_id)
+            if link is not None and link[1].body is not None:
+                continue
+            if link is not None and self._legacy_digest(run_id) != link[1].digest:
+                refused.append(run_id)
+                continue
+            sealed += self.chain_append(run_id)
+        return sealed, refused
+
+    def _legacy_digest(self, run_id: str) -> str | None:
+        """The digest links from before schema 4 sealed (row, steps, hosts, sign-offs, logs), to check them."""
         rows = self.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,))
         if not rows:
             return None
@@ -352,8 +510,9 @@ class Store(ABC):
         hosts = self.query(f"SELECT {', '.join(HOST_COLUMNS)} FROM host_results WHERE run_id = ? "
                            "ORDER BY step_idx, host", (run_id,))
         try:
-            record = self._record_for_chain(run_id, run.get("record"))
-        except RunbookError:
+            record: RunRecord | None = parse_record(run_id, self._stored_record_text(run_id, run.get("record")) or "",
+                                                    "the store")
+        except DamagedError:
             record = None
         doc = {
             "run": {k: run[k] for k in ("id", "runbook", "version", "status", "exit_code", "operator", "trigger",
@@ -369,43 +528,25 @@ class Store(ABC):
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _record_for_chain(self, run_id: str, stored: str | None) -> RunRecord:
-        return self.load_local(run_id)
-
-    def chain_append(self, run_id: str) -> None:
-        """Link a finished run to the chain (again if its record changed since it was linked)."""
-        digest = self.chain_digest(run_id)
-        if digest is None:
-            return
-        self._chain_insert(run_id, digest)
-
-    @abstractmethod
-    def _chain_insert(self, run_id: str, digest: str) -> None:
-        """Append (run_id, digest) after the newest link, under a lock that serializes writers."""
-
-    def verify(self) -> tuple[int, str | None, str]:
-        """(links checked, first bad run id or None, why)."""
-        links = self.query("SELECT seq, run_id, digest, prev_hash, hash FROM chain ORDER BY seq")
-        pruned = {str(r[0]) for r in self.query("SELECT run_id FROM pruned")}
-        latest = {str(run_id): seq for seq, run_id, *_ in links}
-        previous = ""
-        for seq, run_id, digest, prev_hash, link_hash in links:
-            if prev_hash != previous or link_hash != chain_hash(previous, str(digest)):
-                return len(links), str(run_id), "its link in the chain was altered or removed"
-            previous = link_hash
-            if latest[str(run_id)] != seq or run_id in pruned:
-                continue
-            now_digest = self.chain_digest(str(run_id))
-            if now_digest is None:
-                return len(links), str(run_id), "its history row was deleted without a prune"
-            if now_digest != digest:
-                return len(links), str(run_id), "its row, steps, sign-offs or log no longer match the record"
-        return len(links), None, ""
-
     # -- the backend ---------------------------------------------------------------------------
+    def _index(self, record: RunRecord, all_logs: bool = False, raw: dict[str, Any] | None = None) -> None:
+        """Write the record's rows, then link it to the chain once finished. A run the chain has sealed is
+        never written again: the same content is left as it is, other content is refused (SealedRunError)."""
+        if self._sealed_as(record, raw):
+            if not self.query("SELECT 1 FROM runs WHERE id = ?", (record.id,)):
+                self._write_rows(record, all_logs)  # its rows were lost: put the sealed content back
+            return
+        self._write_rows(record, all_logs)
+        if record.status not in LIVE:
+            self.chain_append(record.id)
+
     @abstractmethod
-    def _index(self, record: RunRecord) -> None:
-        """Write the record's rows (runs, steps, host_results) in one transaction."""
+    def _write_rows(self, record: RunRecord, all_logs: bool) -> None:
+        """Write the record's rows (runs, steps, host_results; logs on the shared store) in one transaction."""
+
+    def iter_query(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read query one by one (a backend streams them)."""
+        return iter(self.query(sql, args))
 
     @abstractmethod
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -442,10 +583,6 @@ class Store(ABC):
         return f"{self.backend} {self.root}"
 
 
-def chain_hash(previous: str, digest: str) -> str:
-    return hashlib.sha256(f"{previous}:{digest}".encode()).hexdigest()
-
-
 def stamp_time(run_id: str) -> float | None:
     """The start time a run id carries (`20261129T031500.123456Z-...`, or whole seconds for older ids)."""
     import calendar
@@ -458,18 +595,98 @@ def stamp_time(run_id: str) -> float | None:
 
 
 def parse_record(run_id: str, text: str, where: str) -> RunRecord:
+    """The record of run `run_id` from its stored text; DamagedError unless it is that run's and every
+    name, host and worker in it has its shape (store/untrusted.py)."""
     try:
-        return RunRecord.from_dict(json.loads(text))
+        record = RunRecord.from_dict(json.loads(text))
+        problem = record_problem(checked_run_id(run_id), record)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DamagedError(f"run {run_id}: its record {where} is damaged ({exc.__class__.__name__}): "
-                           "it is shown as damaged; the rest of the history is intact") from None
+        problem = exc.__class__.__name__
+    if problem is not None:
+        raise DamagedError(f"run {escaped(run_id)}: its record {where} is damaged ({problem}): "
+                           "it is shown as damaged; the rest of the history is intact")
+    return record
 
 
 def folder_ids(runs_dir: Path) -> list[str]:
     if not runs_dir.is_dir():
         return []
-    return sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and is_run_id(p.name))
 
 
 def writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
+
+
+def index_rows(record: RunRecord, record_text: str | None = None) -> tuple[tuple[Any, ...], list[tuple[Any, ...]],
+                                                                          list[tuple[Any, ...]]]:
+    """The rows a record is indexed as: (runs row in RUN_COLUMNS order, steps rows, host_results rows)."""
+    failed = sorted({h for s in record.steps for h in s.failed_hosts() + s.unreachable_hosts()})
+    run = (record.id, record.runbook, record.version, record.status, record.exit_code, record.operator,
+           record.trigger, record.inventory, record.limit, int(record.check), record.started_at,
+           record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message,
+           record.lock, record.runbook_sha256, record_text)
+    steps = [(record.id, s.index, s.name, s.type, s.status, s.started_at, s.ended_at, s.rc, *s.counts().values())
+             for s in record.steps]
+    hosts = [(record.id, s.index, h, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
+             for s in record.steps for h, r in s.hosts.items()]
+    return run, steps, hosts
+
+
+def same_rows(run: tuple[Any, ...], steps: list[tuple[Any, ...]], hosts: list[tuple[Any, ...]],
+              expected: tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> bool:
+    """Whether stored rows say what the record says (the record column aside; times to the microsecond)."""
+    want_run, want_steps, want_hosts = expected
+    return (_same(run[:-1], want_run[:-1])
+            and len(steps) == len(want_steps)
+            and all(_same(a, b) for a, b in zip(sorted(steps, key=lambda r: r[1]), sorted(want_steps, key=lambda r: r[1])))
+            and sorted(tuple(h) for h in hosts) == sorted(want_hosts))
+
+
+def _same(stored: tuple[Any, ...], wanted: tuple[Any, ...]) -> bool:
+    if len(stored) != len(wanted):
+        return False
+    for a, b in zip(stored, wanted):
+        if isinstance(a, float) or isinstance(b, float):
+            if a is None or b is None or abs(float(a) - float(b)) > 1e-5:
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def legacy_prune_link(removed: list[str], previous: str) -> tuple[str, str, str, str, str]:
+    """(digest, prev_hash, hash, kind, body) of the prune record that carries, once, what schema 3 noted
+    in its `pruned` table (the migration to schema 4 writes it; nothing reads that table afterwards)."""
+    entry = {"removed": removed, "by": "schema 4 migration (pruned before it)", "host": socket.gethostname(),
+             "at": iso(now()), "signer": ""}
+    digest = prune_digest(entry)
+    return digest, previous, chain_hash(previous, digest), PRUNE, canonical(entry).decode()
+
+
+def raw_record(run_dir: Path) -> dict[str, Any] | None:
+    """run.json as written (compared as such: a record parsed and written again may differ in rounding
+    or in fields this version does not know)."""
+    try:
+        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def folder_logs(record: RunRecord, run_dir: Path) -> list[list[Any]]:
+    """[index, stdout sha256, events sha256] of each step whose folder holds a log."""
+    logs = []
+    for step in record.steps:
+        folder = step.folder(run_dir)
+        stdout, events = _read(folder / "stdout"), _read(folder / "events.jsonl.gz")
+        if stdout is not None or events is not None:
+            logs.append([step.index, text_sha(stdout or b""), bytes_sha(events)])
+    return logs
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -38,6 +38,26 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
+def make_private_dir_within(root: Path, path: Path) -> Path:
+    """make_private_dir for a folder under the state dir `root`, walked one component at a time from it:
+    refused (InvalidError, nothing made or changed) when a component is `..` or a link, or the folder
+    would resolve outside `root`."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = ("..",)
+    if ".." in parts:
+        raise InvalidError(f"refusing to make {path}: it is not a folder inside the state dir {root}")
+    make_private_dir(root)
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink() or not current.resolve().is_relative_to(root.resolve()):
+            raise InvalidError(f"refusing to make {path}: {current} leads outside the state dir {root}")
+        make_private_dir(current)
+    return current
+
+
 def check_private_dir(path: Path) -> int:
     """`path`'s mode, or InvalidError when another user owns it or group or others may write to it:
     they could swap the records or plant links that make the runner overwrite files."""

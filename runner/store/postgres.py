@@ -22,11 +22,28 @@ import psycopg
 
 from runner.errors import LockedError, RunbookError
 from runner.store.base import (
-    RUN_COLUMNS, SCHEMA_VERSION, DamagedError, Store, StoreUnavailableError, chain_hash, folder_ids,
-    parse_record, process_start_time,
+    RUN_COLUMNS, SCHEMA_VERSION, DamagedError, SealedRunError, Store, StoreUnavailableError, folder_ids,
+    index_rows, legacy_prune_link, parse_record, process_start_time, raw_record,
 )
+from runner.store.chain import Finding, Groups, Walk, chain_hash
 from runner.store.files import make_private_dir, write_private
 from runner.store.records import RunRecord
+from runner.store.untrusted import checked_run_id
+
+def _guard(name: str, allowed: str, refusal: str, run_id: str) -> str:
+    """A trigger function refusing UPDATE and DELETE unless `allowed`, the role owns the table, or the
+    update changes nothing."""
+    return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF {allowed}
+                OR current_user = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID)
+                OR (TG_OP = 'UPDATE' AND NEW IS NOT DISTINCT FROM OLD) THEN
+               IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+               RETURN NEW;
+             END IF;
+             RAISE EXCEPTION '{refusal}', {run_id}, current_user USING ERRCODE = 'insufficient_privilege';
+           END $$"""
+
 
 # Versioned migrations, applied in order inside one transaction by `runbook db upgrade` (and by any
 # command that finds an older schema). Version 1 is the schema of the first release.
@@ -107,8 +124,56 @@ MIGRATIONS: dict[int, list[str]] = {
                name TEXT PRIMARY KEY, run_id TEXT NOT NULL, operator TEXT NOT NULL, hostname TEXT NOT NULL,
                acquired_at DOUBLE PRECISION NOT NULL)""",
     ],
+    # The chain seals whole records and holds prune records (runner/store/chain.py); `pruned` is unused.
+    # Guards: a role other than the tables' owner cannot change or delete a finished run or a sealed
+    # run's rows; it prunes only through runbook_prune_rows, which removes runs a prune record lists.
+    4: [
+        "ALTER TABLE chain ADD COLUMN kind TEXT NOT NULL DEFAULT 'run'",
+        "ALTER TABLE chain ADD COLUMN body TEXT",
+        _guard("runbook_guard_run", "OLD.status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out', 'aborted', "
+               "'damaged')", "run % is finished: its record cannot be changed or removed by role %", "OLD.id"),
+        """CREATE TRIGGER runs_finished_guard BEFORE UPDATE OR DELETE ON runs
+           FOR EACH ROW EXECUTE FUNCTION runbook_guard_run()""",
+        _guard("runbook_guard_sealed", "NOT EXISTS (SELECT 1 FROM chain WHERE run_id = OLD.run_id AND kind = 'run')",
+               "run % is sealed in the chain: its rows cannot be changed or removed by role %", "OLD.run_id"),
+        *(f"""CREATE TRIGGER {table}_sealed_guard BEFORE UPDATE OR DELETE ON {table}
+              FOR EACH ROW EXECUTE FUNCTION runbook_guard_sealed()""" for table in ("steps", "host_results", "step_logs")),
+        """CREATE OR REPLACE FUNCTION runbook_prune_rows(ids TEXT[]) RETURNS INTEGER
+           LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+           DECLARE
+             listed TEXT[];
+             removed INTEGER;
+           BEGIN
+             SELECT coalesce(array_agg(DISTINCT r.id), '{}') INTO listed
+               FROM chain c CROSS JOIN LATERAL jsonb_array_elements_text(c.body::jsonb -> 'removed') AS r(id)
+               WHERE c.kind = 'prune' AND r.id = ANY(ids);
+             DELETE FROM host_results WHERE run_id = ANY(listed);
+             DELETE FROM steps WHERE run_id = ANY(listed);
+             DELETE FROM step_logs WHERE run_id = ANY(listed);
+             DELETE FROM runs WHERE id = ANY(listed);
+             GET DIAGNOSTICS removed = ROW_COUNT;
+             RETURN removed;
+           END $$""",
+    ],
 }
+
+# What the role runbook runs as needs when another role owns the tables (README: "A role that cannot
+# rewrite the record"): `runbook db upgrade --grant ROLE`, run as the owner.
+APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA {schema} TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON runs TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON steps, host_results, step_logs, lock_holders TO {role}",
+    "GRANT SELECT, INSERT ON chain TO {role}",
+    "GRANT USAGE ON SEQUENCE chain_seq_seq TO {role}",
+    "GRANT SELECT ON schema_version, pruned TO {role}",
+    "REVOKE ALL ON FUNCTION runbook_prune_rows(TEXT[]) FROM PUBLIC",
+    "GRANT EXECUTE ON FUNCTION runbook_prune_rows(TEXT[]) TO {role}",
+)
 assert max(MIGRATIONS) == SCHEMA_VERSION
+
+# Each step log's sha256s computed by the server, as the chain seals them (runner/store/chain.py: text_sha).
+_LOG_HASHES = ("SELECT run_id, step_idx, encode(sha256(convert_to(stdout, 'UTF8')), 'hex'), "
+               "encode(sha256(events), 'hex') FROM step_logs")
 
 _RETRY_AFTER = 3.0  # seconds between reconnection attempts while the database is away mid-run
 
@@ -127,6 +192,7 @@ def where(url: str) -> str:
 
 class PostgresStore(Store):
     backend = "postgresql"
+    byte_order = ' COLLATE "C"'
 
     def __init__(self, state_dir: Path, url: str) -> None:
         super().__init__(state_dir)
@@ -137,6 +203,7 @@ class PostgresStore(Store):
         self._live: set[str] = set()  # runs whose liveness lock this session holds
         self._locks: dict[str, str] = {}  # exclusive locks this session holds: name -> run id
         self._uploaded_logs: set[tuple[str, int]] = set()
+        self._cursors = 0
 
     def describe(self) -> str:
         return f"postgresql {where(self.url)}"
@@ -196,6 +263,8 @@ class PostgresStore(Store):
                     for statement in MIGRATIONS[version]:
                         conn.execute(statement)
                     conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
+                if current < 4:
+                    _carry_pruned(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
@@ -237,7 +306,7 @@ class PostgresStore(Store):
     def save(self, record: RunRecord) -> None:
         """run.json first, then the database; while it is away the run goes on and is kept pending."""
         self.require_writable()
-        folder = make_private_dir(self.run_dir(record.id))
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(record.to_dict(), indent=2).encode())
         if self._away_since is not None and time.monotonic() - self._last_try < _RETRY_AFTER:
             self._mark_pending(record.id)
@@ -285,32 +354,33 @@ class PostgresStore(Store):
         make_private_dir(self.pending_dir)
         (self.pending_dir / run_id).touch(mode=0o600)
 
-    def sync_pending(self, quiet: bool = False) -> int:
-        """Upload every run kept locally while the database was away; how many."""
-        names = self.pending_ids()
-        done = 0
-        for run_id in names:
+    def sync_pending(self, quiet: bool = False) -> tuple[int, list[str]]:
+        """Upload every run kept locally while the database was away: (how many, refusals: finished runs
+        the chain sealed with other content, never written; their pending mark is dropped)."""
+        done, refused = 0, []
+        for run_id in self.pending_ids():
             try:
                 record = self.load_local(run_id)
             except RunbookError:
                 (self.pending_dir / run_id).unlink(missing_ok=True)
                 continue
             try:
-                self._index(record, all_logs=True)
+                self._index(record, all_logs=True, raw=raw_record(self.run_dir(run_id)))
+            except SealedRunError as exc:
+                refused.append(str(exc))
+                if quiet:
+                    print(f"runbook: warning: {exc}", file=sys.stderr)
             except (psycopg.Error, StoreUnavailableError):
                 if quiet:
-                    return done
+                    return done, refused
                 raise
+            else:
+                done += 1
             (self.pending_dir / run_id).unlink(missing_ok=True)
-            done += 1
-        return done
+        return done, refused
 
-    def _index(self, record: RunRecord, all_logs: bool = False) -> None:
-        failed = sorted({h for s in record.steps for h in s.failed_hosts() + s.unreachable_hosts()})
-        row = (record.id, record.runbook, record.version, record.status, record.exit_code, record.operator,
-               record.trigger, record.inventory, record.limit, int(record.check), record.started_at,
-               record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message,
-               record.lock, record.runbook_sha256, json.dumps(record.to_dict()))
+    def _write_rows(self, record: RunRecord, all_logs: bool) -> None:
+        row, steps, hosts = index_rows(record, json.dumps(record.to_dict()))
         updates = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[1:])
         conn = self.conn
         with conn.transaction():
@@ -319,16 +389,9 @@ class PostgresStore(Store):
             conn.execute("DELETE FROM steps WHERE run_id = %s", (record.id,))
             conn.execute("DELETE FROM host_results WHERE run_id = %s", (record.id,))
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO steps VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", [
-                    (record.id, s.index, s.name, s.type, s.status, s.started_at, s.ended_at, s.rc,
-                     *(s.counts()[c] for c in ("ok", "changed", "failed", "unreachable", "skipped")))
-                    for s in record.steps])
-                cur.executemany("INSERT INTO host_results VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", [
-                    (record.id, s.index, h, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
-                    for s in record.steps for h, r in s.hosts.items()])
+                cur.executemany("INSERT INTO steps VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", steps)
+                cur.executemany("INSERT INTO host_results VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", hosts)
             self._upload_logs(conn, record, all_logs)
-        if record.status not in ("running", "waiting"):
-            self.chain_append(record.id)
 
     def _upload_logs(self, conn: psycopg.Connection[Any], record: RunRecord, every: bool) -> None:
         """Each ended step's scrubbed stdout and compressed events, once (all of them on a sync)."""
@@ -350,14 +413,16 @@ class PostgresStore(Store):
     def load(self, run_id: str) -> RunRecord:
         """The database's record (it has what other machines did), cached in the local run folder; the
         local record when it is newer (pending upload) or the database is away."""
-        if (self.pending_dir / run_id).exists():
+        if (self.pending_dir / checked_run_id(run_id)).exists():
             return self.load_local(run_id)
         try:
-            rows = self.query("SELECT record FROM runs WHERE id = ?", (run_id,))
+            rows = self.query("SELECT record, status, message FROM runs WHERE id = ?", (run_id,))
         except StoreUnavailableError:
             if (self.run_dir(run_id) / "run.json").exists():
                 return self.load_local(run_id)
             raise
+        if rows and rows[0][0] is None and rows[0][1] == "damaged":
+            raise DamagedError(str(rows[0][2]))  # marked by the machine that found its run.json damaged
         if not rows or rows[0][0] is None:
             return self.load_local(run_id)
         record = parse_record(run_id, str(rows[0][0]), f"in {where(self.url)}")
@@ -379,7 +444,7 @@ class PostgresStore(Store):
     def _cache(self, record: RunRecord, text: str) -> None:
         """The database's record and ended steps' logs written to the local run folder (final: they are
         uploaded once a step has ended), so reports and logs read them as they read local runs."""
-        folder = make_private_dir(self.run_dir(record.id))
+        folder = self.private_dir(self.run_dir(record.id))
         write_private(folder / "run.json", json.dumps(json.loads(text), indent=2).encode())
         logs = self.query("SELECT step_idx, stdout, events FROM step_logs WHERE run_id = ?", (record.id,))
         by_index = {s.index: s for s in record.steps}
@@ -387,7 +452,7 @@ class PostgresStore(Store):
             step = by_index.get(int(index))
             if step is None:
                 continue
-            step_dir = make_private_dir(step.folder(folder))
+            step_dir = self.private_dir(step.folder(folder))
             _refresh(step_dir / "stdout", str(stdout).encode())
             if events is not None:
                 _refresh(step_dir / "events.jsonl.gz", bytes(events))
@@ -403,23 +468,59 @@ class PostgresStore(Store):
         rows = self.query("SELECT stdout FROM step_logs WHERE run_id = ? AND step_idx = ?", (record.id, index))
         return str(rows[0][0]) if rows else super().step_output(record, index)
 
-    def _record_for_chain(self, run_id: str, stored: str | None) -> RunRecord:
-        if stored is None:
-            raise DamagedError(f"run {run_id}: no record in the database")
-        return parse_record(run_id, stored, "in the database")
+    def _stored_record_text(self, run_id: str, column: str | None) -> str | None:
+        return column
 
-    def _chain_insert(self, run_id: str, digest: str) -> None:
+    def mark_damaged(self, run_id: str, why: str) -> None:
+        """Only a run the database holds no record of: a damaged local copy leaves the team's row alone."""
+        if not self.query("SELECT 1 FROM runs WHERE id = ? AND record IS NOT NULL", (run_id,)):
+            super().mark_damaged(run_id, why)
+
+    def _stored_logs(self, record: RunRecord) -> list[list[Any]]:
+        rows = self.query(f"{_LOG_HASHES} WHERE run_id = ? ORDER BY step_idx", (record.id,))
+        return [[int(i), o, e] for _, i, o, e in rows]
+
+    def _log_groups(self) -> Groups:
+        return Groups(self.iter_query(f"{_LOG_HASHES} ORDER BY run_id{self.byte_order}, step_idx"))
+
+    def iter_query(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """A server-side cursor: several stream at once inside verify's transaction."""
+        self._cursors += 1
+        cursor = self.conn.cursor(name=f"runbook_stream_{self._cursors}")
+        cursor.itersize = 5000
+        cursor.execute(_pg(sql), args)
+        return iter(cursor)
+
+    def verify(self) -> tuple[Walk, list[Finding]]:
+        """As on any store, over one snapshot of the database (a repeatable-read transaction)."""
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return super().verify()
+
+    def _delete_rows(self, run_ids: list[str]) -> None:
+        """Through runbook_prune_rows: it removes only runs a prune record in the chain lists, and works
+        for a role that may not delete finished runs itself."""
+        self.conn.execute("SELECT runbook_prune_rows(%s)", (run_ids,))
+
+    def grant(self, role: str) -> None:
+        """Grant `role` what runbook needs under the owner of the tables (APP_GRANTS)."""
+        from psycopg import sql
+
+        schema = self.conn.execute("SELECT current_schema()").fetchone()
+        with self.conn.transaction():
+            for statement in APP_GRANTS:
+                self.conn.execute(sql.SQL(statement).format(schema=sql.Identifier(str(schema[0] if schema else "public")),
+                                                            role=sql.Identifier(role)))
+
+    def _chain_insert(self, run_id: str, digest: str, kind: str, body: str) -> None:
         conn = self.conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("chain", "append"),))
-            mine = conn.execute("SELECT digest FROM chain WHERE run_id = %s ORDER BY seq DESC LIMIT 1",
-                                (run_id,)).fetchone()
-            if mine is not None and mine[0] == digest:
-                return
             last = conn.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
             previous = str(last[0]) if last else ""
-            conn.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, linked_at) VALUES (%s,%s,%s,%s,%s)",
-                         (run_id, digest, previous, chain_hash(previous, digest), time.time()))
+            conn.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, linked_at, kind, body) "
+                         "VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                         (run_id, digest, previous, chain_hash(previous, digest), time.time(), kind, body))
 
     # -- locks and liveness --------------------------------------------------------------------
     def lock(self, name: str, holder: RunRecord, wait: float | None) -> AbstractContextManager[None]:
@@ -476,35 +577,51 @@ class PostgresStore(Store):
         return super().reap_dead_runs()
 
     # -- moving a local history in ---------------------------------------------------------------
-    def import_state(self, state_dir: Path) -> tuple[int, int, int]:
+    def import_state(self, state_dir: Path) -> tuple[int, int, int, list[str]]:
         """Copy every run folder of a local state dir (with its logs) into the database: (copied,
-        already there, damaged and skipped). Idempotent: a run already in the database is left as it is."""
+        already there, damaged and skipped, refused: sealed runs whose copy differs). Idempotent: a run
+        already in the database is left as it is."""
         runs = state_dir / "runs"
         copied = known = damaged = 0
+        refused: list[str] = []
         for run_id in folder_ids(runs):
             path = runs / run_id / "run.json"
             if not path.exists():
-                continue
-            if self.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
-                known += 1
                 continue
             try:
                 record = parse_record(run_id, path.read_text(encoding="utf-8"), str(path))
             except DamagedError:
                 damaged += 1
                 continue
-            self._index_from(record, runs / run_id)
-            copied += 1
-        return copied, known, damaged
+            there = bool(self.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
+            try:
+                if not there or self._latest_link(run_id) is not None:
+                    self._index_from(record, runs / run_id)
+            except SealedRunError as exc:
+                refused.append(str(exc))
+                continue
+            known, copied = known + there, copied + (not there)
+        return copied, known, damaged, refused
 
     def _index_from(self, record: RunRecord, folder: Path) -> None:
         """Index a record whose logs live in another state dir's run folder."""
         saved_root = self.root
         self.root = folder.parent.parent
         try:
-            self._index(record, all_logs=True)
+            self._index(record, all_logs=True, raw=raw_record(folder))
         finally:
             self.root = saved_root
+
+
+def _carry_pruned(conn: psycopg.Connection[Any]) -> None:
+    """Schema 3's `pruned` table into the chain, once, as a prune record (see legacy_prune_link)."""
+    removed = sorted(str(r[0]) for r in conn.execute("SELECT run_id FROM pruned"))
+    if removed:
+        last = conn.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, kind, body, linked_at) "
+                     "VALUES ('', %s, %s, %s, %s, %s, %s)",
+                     (*legacy_prune_link(removed, str(last[0]) if last else ""), time.time()))
+    conn.execute("DELETE FROM pruned")
 
 
 def _refresh(path: Path, data: bytes) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.store.untrusted import inside
+
 COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
 # What a record, a log or any output shows in place of a secret value.
 REDACTED = "***"
@@ -85,9 +87,14 @@ class StepRecord:
     data: dict[str, Any] = field(default_factory=dict)
     worker: str = ""  # the [workers.NAME] that ran this playbook step; "" when it ran on the controller
 
+    @property
+    def folder_name(self) -> str:
+        return f"{self.index + 1:02d}-{self.name}"
+
     def folder(self, run_dir: Path) -> Path:
-        """Where this step's output, events, rc and status live in the run's folder."""
-        return run_dir / "steps" / f"{self.index + 1:02d}-{self.name}"
+        """Where this step's output, events, rc and status live in the run's folder (DamagedError for a
+        name that is not a single safe folder name: see store/untrusted.py)."""
+        return inside(run_dir, "steps", self.folder_name)
 
     def counts(self) -> dict[str, int]:
         return {c: sum(getattr(h, c) for h in self.hosts.values()) for c in COUNTS}

@@ -12,9 +12,10 @@ from typing import Any, Iterator
 
 from runner.errors import RunbookError
 from runner.store.base import (
-    RUN_COLUMNS, SCHEMA_VERSION, HistoryRow, ReadOnlyError, Store as BaseStore, chain_hash, folder_ids,
-    process_start_time, writable,
+    RUN_COLUMNS, SCHEMA_VERSION, HistoryRow, ReadOnlyError, Store as BaseStore, folder_ids, index_rows,
+    legacy_prune_link, process_start_time, writable,
 )
+from runner.store.chain import chain_hash
 from runner.store.files import make_private_dir
 from runner.store.ids import new_stamp
 from runner.store.records import RunRecord
@@ -84,6 +85,9 @@ MIGRATIONS: dict[int, list[str]] = {
                seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, digest TEXT NOT NULL,
                prev_hash TEXT NOT NULL, hash TEXT NOT NULL, linked_at REAL NOT NULL)""",
         "CREATE TABLE IF NOT EXISTS pruned (run_id TEXT PRIMARY KEY, pruned_at REAL NOT NULL)"],
+    # The chain seals whole records and holds prune records (runner/store/chain.py); `pruned` is unused.
+    4: ["ALTER TABLE chain ADD COLUMN kind TEXT NOT NULL DEFAULT 'run'",
+        "ALTER TABLE chain ADD COLUMN body TEXT"],
 }
 
 # Indexes come after migrations: an older history.db gains its columns first. Newest-first rules order
@@ -173,12 +177,15 @@ class SqliteStore(BaseStore):
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        before = int(db.execute("PRAGMA user_version").fetchone()[0])
         db.execute("BEGIN IMMEDIATE")  # executescript would commit: statements run one by one
         try:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
             _apply(db, MIGRATIONS)
+            if before < 4:
+                _carry_pruned(db)
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -209,51 +216,38 @@ class SqliteStore(BaseStore):
         return self._db
 
     def _rebuild_notice(self, what: str) -> None:
-        count, damaged = self.rebuild()
+        count, damaged, refused = self.rebuild()
         print(f"runbook: the history index {what} while {count} run folder(s) exist: rebuilt it from their "
               f"run.json ({damaged} damaged); `runbook db rebuild` does this by hand", file=sys.stderr)
+        for why in refused:
+            print(f"runbook: {why}", file=sys.stderr)
 
     # -- writing -------------------------------------------------------------------------------
-    def _index(self, record: RunRecord) -> None:
+    def _write_rows(self, record: RunRecord, all_logs: bool) -> None:
         if self.read_only:
             raise ReadOnlyError(f"the state dir {self.root} is read-only for this user: cannot record run "
                                 f"{record.id} (reading works; to write, run as its owner)")
-        failed = sorted({h for s in record.steps for h in s.failed_hosts() + s.unreachable_hosts()})
-        row = (record.id, record.runbook, record.version, record.status, record.exit_code, record.operator,
-               record.trigger, record.inventory, record.limit, int(record.check), record.started_at,
-               record.ended_at, record.pid, record.pid_start, record.hostname, ",".join(failed), record.message,
-               record.lock, record.runbook_sha256, None)
-        db = self.db
-        with self._transaction():
+        row, steps, hosts = index_rows(record)
+        with self._transaction() as db:
             db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
                        f"VALUES ({', '.join('?' * len(RUN_COLUMNS))})", row)
             db.execute("DELETE FROM steps WHERE run_id = ?", (record.id,))
             db.execute("DELETE FROM host_results WHERE run_id = ?", (record.id,))
-            for step in record.steps:
-                c = step.counts()
-                db.execute(
-                    "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (record.id, step.index, step.name, step.type, step.status, step.started_at, step.ended_at,
-                     step.rc, c["ok"], c["changed"], c["failed"], c["unreachable"], c["skipped"]),
-                )
-                db.executemany(
-                    "INSERT INTO host_results VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(record.id, step.index, host, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
-                     for host, r in step.hosts.items()],
-                )
-        if record.status not in ("running", "waiting"):
-            self.chain_append(record.id)
+            db.executemany("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", steps)
+            db.executemany("INSERT INTO host_results VALUES (?,?,?,?,?,?,?,?,?)", hosts)
 
-    def _chain_insert(self, run_id: str, digest: str) -> None:
+    def _chain_insert(self, run_id: str, digest: str, kind: str, body: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"the state dir {self.root} is read-only for this user: nothing was changed")
         with self._transaction() as db:
-            last = db.execute("SELECT run_id, digest, hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
-            mine = db.execute("SELECT digest FROM chain WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
-                              (run_id,)).fetchone()
-            if mine is not None and mine[0] == digest:
-                return
-            previous = last[2] if last else ""
-            db.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, linked_at) VALUES (?,?,?,?,?)",
-                       (run_id, digest, previous, chain_hash(previous, digest), time.time()))
+            last = db.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+            previous = last[0] if last else ""
+            db.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, linked_at, kind, body) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       (run_id, digest, previous, chain_hash(previous, digest), time.time(), kind, body))
+
+    def iter_query(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        return iter(self.db.execute(sql, args))
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, args).fetchall()
@@ -326,6 +320,16 @@ def _file_lock(lock: Any, holder: RunRecord, wait: float | None) -> Iterator[Non
         yield
     finally:
         lock.release()
+
+
+def _carry_pruned(db: sqlite3.Connection) -> None:
+    """Schema 3's `pruned` table into the chain, once, as a prune record (see legacy_prune_link)."""
+    removed = sorted(str(r[0]) for r in db.execute("SELECT run_id FROM pruned"))
+    if removed:
+        last = db.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+        db.execute("INSERT INTO chain (run_id, digest, prev_hash, hash, kind, body, linked_at) VALUES ('',?,?,?,?,?,?)",
+                   (*legacy_prune_link(removed, str(last[0]) if last else ""), time.time()))
+    db.execute("DELETE FROM pruned")
 
 
 def _apply(db: sqlite3.Connection, migrations: dict[int, list[str]]) -> None:

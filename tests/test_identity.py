@@ -367,3 +367,26 @@ def test_cancel_of_a_running_run_is_signed_and_an_unknown_key_is_refused(team: P
         ("alice", "start"), ("carol", "cancel")]
     assert "BEGIN SSH SIGNATURE" in record["signed"][1]["signature"]
     assert not list((state_dir / "runs").glob("*/cancel.json"))
+
+
+def test_a_cancel_planted_in_the_run_folder_is_not_recorded(team: Path, keys: dict[str, Path], state_dir: Path) -> None:
+    """A cancel statement copied into the folder of a running run (here: signed by no one) is dropped
+    by the run as it ends, and the record says the cancel did not verify."""
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "sleeper", "-p", "seconds=98"], cwd=team,
+                            env=dict(os.environ, RUNBOOK_SIGNING_KEY=str(keys["alice"])), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_until_running(state_dir, proc)
+        [folder] = (state_dir / "runs").iterdir()
+        forged = {"who": "carol", "at": json.loads((folder / "run.json").read_text())["started_at"], "note": "",
+                  "item": "", "decision": "canceled", "host": "x", "statement": "{}", "signature": ""}
+        (folder / "cancel.json").write_text(json.dumps(forged))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    record = _record(state_dir)
+    assert record["status"] == "canceled" and "the cancel request did not verify" in record["message"]
+    assert "is not signed" in record["message"], record["message"]
+    assert [s["who"] for s in record["signed"]] == ["alice"]

@@ -112,7 +112,7 @@ class Signer:
             signoff = _signoff_from_json(path.read_text(encoding="utf-8"))
             self._check(record, "", signoff, self.allowed_signers, stamp_time(record.id) or record.started_at)
         except (OSError, ValueError, TypeError, KeyError, SignatureError) as exc:
-            record.message = f"canceled; the cancel request did not verify ({exc})"
+            record.message = f"canceled; the cancel request did not verify and was not recorded ({exc})"
         else:
             record.signed.append(signoff)
             record.message = f"canceled by {signoff.who}"

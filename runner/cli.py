@@ -122,9 +122,11 @@ def run(ctx: click.Context, /, name: str, params: tuple[str, ...], **options: An
 @click.option("--non-interactive", is_flag=True, help="Never prompt (implied without a terminal or when CI is set).")
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report of the whole run when this part ends.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line (for cron and scripts).")
+@click.option("-i", "--inventory", metavar="PATH", help="The inventory the run started with, given again when "
+              "it is outside inventories/ (a record's path is not trusted).")
 @click.pass_context
 def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_interactive: bool, junit: str | None,
-           quiet: bool) -> int:
+           quiet: bool, inventory: str | None) -> int:
     """Continue a run waiting at a manual step or an approval.
 
     On a terminal without --confirm, walks the checklist item by item (items confirmed before a lost
@@ -134,15 +136,17 @@ def resume(ctx: click.Context, run_ref: str, confirm: bool, note: str, non_inter
     """
     from runner.commands.resume import resume as resume_run
 
-    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit, quiet)
+    return resume_run(_workspace(ctx), run_ref, confirm, note, non_interactive, junit, quiet, inventory)
 
 
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--reject", is_flag=True, help="Reject: the run ends failed (its on_failure handlers run).")
 @click.option("--note", default="", help="A note recorded with the decision.")
+@click.option("-i", "--inventory", metavar="PATH", help="With --reject: the inventory the run started with, given again when "
+              "it is outside inventories/ (a record's path is not trusted).")
 @click.pass_context
-def approve(ctx: click.Context, run_ref: str, reject: bool, note: str) -> int:
+def approve(ctx: click.Context, run_ref: str, reject: bool, note: str, inventory: str | None) -> int:
     """Approve a run waiting at an approval step (not the run's own operator).
 
     The approver is $RUNBOOK_USER, else the CI user, else user@host. Once approved,
@@ -151,7 +155,7 @@ def approve(ctx: click.Context, run_ref: str, reject: bool, note: str) -> int:
     """
     from runner.commands.resume import approve as approve_run
 
-    return approve_run(_workspace(ctx), run_ref, reject, note)
+    return approve_run(_workspace(ctx), run_ref, reject, note, inventory)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -325,3 +326,67 @@ def test_concurrent_approvals_are_all_kept_once(backend: str, signed: bool, team
     assert all(bool(s["signature"]) == signed for s in _approval(_record(state_dir))["signoffs"])
     resumed = runbook("resume", "last", cwd=ws, env=start)
     assert resumed.returncode == 0, resumed.stderr
+
+
+# -- cancel of a running run -------------------------------------------------------------------------------
+def _wait_until_running(state: Path, proc: subprocess.Popen[str]) -> None:
+    for _ in range(600):
+        runs = sorted((state / "runs").glob("*/run.json")) if (state / "runs").is_dir() else []
+        try:
+            if runs and json.loads(runs[0].read_text())["steps"][0]["status"] == "running":
+                return
+        except (ValueError, KeyError, IndexError):
+            pass  # being written
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the run never reached its playbook step")
+
+
+def test_cancel_of_a_running_run_is_signed_and_an_unknown_key_is_refused(team: Path, keys: dict[str, Path],
+                                                                         state_dir: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "sleeper", "-p", "seconds=97"], cwd=team,
+                            env=dict(os.environ, RUNBOOK_SIGNING_KEY=str(keys["alice"])), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_until_running(state_dir, proc)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "eve")], check=True)
+        unknown = as_(team, tmp_path / "eve", "cancel", "last", RUNBOOK_USER="carol")
+        assert unknown.returncode == 3 and "not in allowed_signers" in unknown.stderr
+        assert len(unknown.stderr.strip().splitlines()) == 1
+        assert proc.poll() is None and _record(state_dir)["status"] == "running"  # refused: nothing was done
+        canceled = as_(team, keys["carol"], "cancel", "last", RUNBOOK_USER="alice")
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled (canceled by carol)" in canceled.stderr
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    record = _record(state_dir)
+    assert record["status"] == "canceled" and record["message"] == "canceled by carol"
+    assert [(s["who"], json.loads(s["statement"])["kind"]) for s in record["signed"]] == [
+        ("alice", "start"), ("carol", "cancel")]
+    assert "BEGIN SSH SIGNATURE" in record["signed"][1]["signature"]
+    assert not list((state_dir / "runs").glob("*/cancel.json"))
+
+
+def test_a_cancel_planted_in_the_run_folder_is_not_recorded(team: Path, keys: dict[str, Path], state_dir: Path) -> None:
+    """A cancel statement copied into the folder of a running run (here: signed by no one) is dropped
+    by the run as it ends, and the record says the cancel did not verify."""
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "sleeper", "-p", "seconds=98"], cwd=team,
+                            env=dict(os.environ, RUNBOOK_SIGNING_KEY=str(keys["alice"])), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_until_running(state_dir, proc)
+        [folder] = (state_dir / "runs").iterdir()
+        forged = {"who": "carol", "at": json.loads((folder / "run.json").read_text())["started_at"], "note": "",
+                  "item": "", "decision": "canceled", "host": "x", "statement": "{}", "signature": ""}
+        (folder / "cancel.json").write_text(json.dumps(forged))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    record = _record(state_dir)
+    assert record["status"] == "canceled" and "the cancel request did not verify" in record["message"]
+    assert "is not signed" in record["message"], record["message"]
+    assert [s["who"] for s in record["signed"]] == ["alice"]

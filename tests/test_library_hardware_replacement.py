@@ -92,6 +92,11 @@ def _start(ws: Path, fleet: Any, *params: str) -> Any:
                    cwd=ws, env={"RUNBOOK_USER": "alice"})
 
 
+def _again(fleet: Any) -> tuple[str, str]:
+    """The fleet's inventory, outside inventories/, named again at resume (a record's path is not trusted)."""
+    return "-i", str(fleet.inventory_path)
+
+
 def _lsblk_names(fleet: Any, host: str) -> list[str]:
     listing = on_host(fleet, host, "lsblk --json --nodeps --output NAME").stdout
     return [d["name"] for d in json.loads(listing)["blockdevices"]]
@@ -125,7 +130,7 @@ def test_replacement_drains_waits_for_the_serials_and_brings_the_host_back(
 
     # The physical work: the new disk shows up on the host.
     on_host(fleet_hosts, "fleet-02", f"mknod {NEW_DISK} b 7 200")
-    resumed = runbook("resume", record["id"], "--confirm", "--note", "old=WD-OLD123 new=WD-NEW789", cwd=ws,
+    resumed = runbook("resume", record["id"], "--confirm", "--note", "old=WD-OLD123 new=WD-NEW789", *_again(fleet_hosts), cwd=ws,
                       env={"RUNBOOK_USER": "dc-tech"})
     assert resumed.returncode == 0, resumed.stderr
     record = _records(state_dir)[0]
@@ -149,7 +154,7 @@ def test_missing_device_fails_naming_host_and_device_and_keeps_the_host_drained(
     ws = copy_workspace("repo", tmp_path / "ws")
     params = ("part=disk sdz", f"device={NEW_DISK}", f"services={SERVICE}", "device_timeout=2")
     assert _start(ws, fleet_hosts, *params).returncode == 5
-    failed = runbook("resume", "last", "--confirm", "--note", "old=A1 new=B2", cwd=ws)
+    failed = runbook("resume", "last", "--confirm", "--note", "old=A1 new=B2", *_again(fleet_hosts), cwd=ws)
     assert failed.returncode == 1
     first = _records(state_dir)[0]
     postcheck = _steps(first)["postcheck"]
@@ -168,7 +173,7 @@ def test_missing_device_fails_naming_host_and_device_and_keeps_the_host_drained(
     assert "adopt_unfinished=true" in message
     on_host(fleet_hosts, "fleet-02", f"mknod {NEW_DISK} b 7 200")
     assert _start(ws, fleet_hosts, *params, "adopt_unfinished=true").returncode == 5
-    done = runbook("resume", "last", "--confirm", "--note", "old=A1 new=B3", cwd=ws)
+    done = runbook("resume", "last", "--confirm", "--note", "old=A1 new=B3", *_again(fleet_hosts), cwd=ws)
     assert done.returncode == 0, done.stderr
     assert _wait_serving(demo_service["fleet-02"])  # the service the failed run stopped runs again
     old_state = json.loads(on_host(fleet_hosts, "fleet-02", f"cat {STATES}/{first['id']}.json").stdout)

@@ -1,6 +1,7 @@
 """Typed parameters: coercion from CLI text, precedence, constraints, secrets; all problems before anything runs."""
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,50 @@ def test_run_refuses_a_secret_on_the_command_line(alien: Path, state_dir: Path) 
     assert "runbooks/disk-report.yml:22: parameters.api_token: a secret cannot be given with -p" in done.stderr
     assert "hunter2-hunter2" not in done.stderr + done.stdout
     assert history_rows(state_dir) == 0
+
+
+RESUMED = """apiVersion: runbook/v1
+name: resumed-secret
+title: A secret given again at resume
+version: 1.0.0
+kind: operation
+targets: db
+parameters:
+  token: {type: secret, env: RESUMED_TOKEN, required: true}
+steps:
+  - name: ready
+    manual: Get ready.
+  - name: after
+    playbook: note.yml
+    vars: {message: after}
+"""
+def test_resume_checks_and_forgets_a_secret_given_again(alien: Path, state_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret given again at resume has the minimum length `run` asks for, and leaves runbook's own
+    environment as it does at `run`: no variable whose whole value is the secret is left for a child
+    (git, an ssh transport, ansible-inventory) to inherit."""
+    from runner.commands.resume import execution_for
+    from runner.definition.workspace import open_workspace
+    from runner.store.backends import open_store
+
+    (alien / "runbooks" / "resumed-secret.yml").write_text(RESUMED)
+    token = "resumed-Secret-42"
+    started = runbook("run", "resumed-secret", cwd=alien, env={"RESUMED_TOKEN": token})
+    assert started.returncode == 5, started.stderr
+    short = runbook("resume", "last", "--confirm", cwd=alien, env={"RESUMED_TOKEN": "x" * (MIN_SECRET_LENGTH - 1)})
+    assert short.returncode == int(ExitCode.INVALID), short.stderr
+    assert f"parameters.token: *** is too short: a secret needs at least {MIN_SECRET_LENGTH} characters" in short.stderr
+    assert "x" * (MIN_SECRET_LENGTH - 1) not in short.stderr
+    ws = open_workspace(str(alien))
+    store = open_store(ws)
+    record = store.load(store.resolve("last"))
+    assert record.status == "waiting"
+    monkeypatch.setenv("RESUMED_TOKEN", token)
+    monkeypatch.setenv("COPY_OF_TOKEN", token)
+    monkeypatch.setenv("HOLDS_TOKEN", f"Bearer {token}")  # merely contains it: kept whole, never edited
+    execution = execution_for(ws, record, interactive=False)
+    assert execution.request.params.values["token"] == token
+    assert "RESUMED_TOKEN" not in os.environ and "COPY_OF_TOKEN" not in os.environ
+    assert os.environ["HOLDS_TOKEN"] == f"Bearer {token}"
+    done = runbook("resume", "last", "--confirm", cwd=alien, env={"RESUMED_TOKEN": token})
+    assert done.returncode == 0, done.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, copy_workspace, runbook
+from runner.store.ids import MARKER
 
 
 def _records(state: Path) -> list[dict]:
@@ -205,20 +206,19 @@ def test_secret_never_kept_or_shown(alien: Path, state_dir: Path, tmp_path: Path
     env = {"LEAKY_TOKEN": SECRET, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")}
     proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "leaky", "-v", "--json"], cwd=alien,
                             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen_argv, seen_env = [], []
+    seen_argv: list[bytes] = []
+    seen_env: dict[int, bytes] = {}
+    runbook_itself = _exec_image(proc.pid)
     while proc.poll() is None:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == proc.pid:
-                continue  # the runbook process itself was started with the variable by this test
-            try:
-                argv = (entry / "cmdline").read_bytes()
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
+        for pid in _processes_of_run(proc.pid, state_dir):
+            image = _exec_image(pid)
+            if image is None or image == runbook_itself:
+                continue  # forked by runbook, not exec'd yet: runbook's own block, which holds the variable
+            argv, environ = image
             if SECRET.encode() in argv:
                 seen_argv.append(argv)
             if SECRET.encode() in environ:
-                seen_env.append(entry.name)
+                seen_env[pid] = argv[:200]
         time.sleep(0.05)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
@@ -233,6 +233,40 @@ def test_secret_never_kept_or_shown(alien: Path, state_dir: Path, tmp_path: Path
     assert not shm, f"secret left in /dev/shm: {shm}"
     record = json.loads(out)
     assert record["params"]["api_token"] == "***"
+
+
+def _exec_image(pid: int) -> tuple[bytes, bytes] | None:
+    """The argv and environment a process was exec'd with (a forked child shows its parent's until it execs)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+
+
+def _processes_of_run(root: int, state: Path) -> set[int]:
+    """The descendants of the runbook process `root`, and any process carrying its run's marker (one
+    that left the tree): never another user's or another test's process holding the same token."""
+    parents, marked = {}, set()
+    runs = [p.name for p in (state / "runs").iterdir()] if (state / "runs").is_dir() else []
+    markers = [f"{MARKER}={run_id}".encode() for run_id in runs]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if markers and any(m in (entry / "environ").read_bytes() for m in markers):
+                marked.add(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    family = {root}
+    for pid in sorted(parents):
+        chain, seen = pid, set()
+        while chain in parents and chain not in family and chain not in seen:
+            seen.add(chain)
+            chain = parents[chain]
+        if chain in family:
+            family |= seen
+    return (family | marked) - {root}
 
 
 def _content(path: Path) -> bytes:

@@ -179,3 +179,38 @@ def test_unknown_runbook_name_suggests_the_closest(tmp_path: Path) -> None:
         assert "did you mean health-check?" in done.stderr, done.stderr
     far = runbook("run", "zzz", cwd=ws)
     assert far.returncode == 2 and "known: account-audit," in far.stderr
+
+
+# -- a record's inventory is not trusted as a path -------------------------------------------------------
+def _plant(state: Path, **fields: str) -> None:
+    [path] = sorted((state / "runs").glob("*/run.json"))
+    path.write_text(json.dumps(json.loads(path.read_text()) | fields))
+
+
+def test_resume_refuses_an_inventory_a_record_names_outside_inventories(alien: Path, state_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    """A row of the shared database names an executable inventory elsewhere on the resuming machine: it is
+    never run; the operator names the inventory again with -i, and only the one the run started with."""
+    (alien / "runbooks" / "gate.yml").write_text(GATE + "  - name: again\n    playbook: ping.yml\n")
+    assert runbook("run", "gate", "-l", "web1", cwd=alien).returncode == 5
+    started_on = _records(state_dir)[0]["inventory"]
+    assert started_on == str(alien / "inventories" / "lab.yml")
+    evil, pwned = tmp_path / "evil.sh", tmp_path / "pwned"
+    evil.write_text(f"#!/bin/sh\ntouch {pwned}\necho '{{}}'\n")
+    evil.chmod(0o755)
+    hostile = {"inventory": str(evil)}
+    moved_out = {"workspace": "/elsewhere/ws", "inventory": f"/elsewhere/ws/inventories/../../..{evil}"}
+    for planted in (hostile, moved_out):
+        _plant(state_dir, **planted)
+        refused = runbook("resume", "last", "--confirm", cwd=alien)
+        assert refused.returncode == 3, refused.stderr
+        assert "is not in inventories/ (a record may come from the shared database" in refused.stderr
+        assert "give it again: runbook resume" in refused.stderr and "-i PATH; nothing was run" in refused.stderr
+    other = runbook("resume", "last", "--confirm", "-i", "dead", cwd=alien)
+    assert other.returncode == 3 and "started on another inventory" in other.stderr
+    assert not pwned.exists() and _records(state_dir)[0]["status"] == "waiting"
+    # Resumed from another machine's clone: the same file under this workspace's inventories/ is used.
+    _plant(state_dir, workspace="/elsewhere/ws", inventory="/elsewhere/ws/inventories/lab.yml")
+    done = runbook("resume", "last", "--confirm", cwd=alien)
+    assert done.returncode == 0, done.stderr
+    assert not pwned.exists() and _records(state_dir)[0]["status"] == "succeeded"

@@ -9,10 +9,11 @@ import time
 from runner import identity
 from runner.errors import UsageError
 from runner.execution.processes import sweep
-from runner.execution.signoffs import Signer
+from runner.execution.signoffs import CANCEL_FILE, Signer, cancel_request
 from runner.store.records import RunRecord, Signoff, now
 from runner.store.backends import open_store
 from runner.store.base import process_start_time
+from runner.store.files import write_private
 from runner.definition.workspace import Workspace
 
 
@@ -34,6 +35,8 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
         raise UsageError(f"run {record.id} runs on host {record.hostname}: cancel it there (a waiting run can be "
                          "canceled from anywhere)")
     if record.pid and process_start_time(record.pid) == record.pid_start:
+        if signer.signed:  # signed before the signal (exit 3 if it cannot be); the run records it as it ends
+            write_private(store.run_dir(record.id) / CANCEL_FILE, cancel_request(signer.signoff(record, "", "canceled")))
         os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -43,7 +46,7 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
             break
         time.sleep(0.2)
     sweep(record.id)
-    print(f"run {record.id}: {record.status}", file=sys.stderr)
+    print(f"run {record.id}: {record.status}" + (f" ({record.message})" if signer.signed else ""), file=sys.stderr)
     return 0 if record.status != "running" else 1
 
 

@@ -459,6 +459,8 @@ class Execution:
                 break
 
     def _finish(self, record: RunRecord) -> RunRecord:
+        if self.canceled:
+            self.signer.take_cancel(record, self.store.run_dir(record.id))
         code = exit_code_of(record)
         if any(s.handler for s in record.steps) and code == ExitCode.OK:
             code = ExitCode.FAILED  # a handler ran: the run failed, whatever the handlers did

@@ -8,6 +8,7 @@ Without [team] they are labels (RUNBOOK_USER, the CI's user, user@host), and say
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ UNVERIFIED = ("identities are unverified: names are labels anyone can set (RUNBO
 KEY_ENV = "RUNBOOK_SIGNING_KEY"
 _WHOAMI = "runbook-whoami"
 _SKEW = 300.0  # seconds of clock difference allowed between the machines of a team
+CANCEL_FILE = "cancel.json"  # a signed cancel handed by `runbook cancel` to the running process
 
 
 def namespace(decision: str) -> str:
@@ -99,6 +101,22 @@ class Signer:
         begun = stamp_time(record.id) or start.at
         for step, signoff in _signoffs(record):
             self._check(record, step, signoff, self.allowed_signers, begun)
+
+    def take_cancel(self, record: RunRecord, folder: Path) -> None:
+        """The signed cancel `runbook cancel` left in the run's folder before its SIGTERM, verified and
+        added to the record (one that does not verify is dropped, and the record says so)."""
+        path = folder / CANCEL_FILE
+        if self.allowed_signers is None or not path.is_file():
+            return
+        try:
+            signoff = _signoff_from_json(path.read_text(encoding="utf-8"))
+            self._check(record, "", signoff, self.allowed_signers, stamp_time(record.id) or record.started_at)
+        except (OSError, ValueError, TypeError, KeyError, SignatureError) as exc:
+            record.message = f"canceled; the cancel request did not verify and was not recorded ({exc})"
+        else:
+            record.signed.append(signoff)
+            record.message = f"canceled by {signoff.who}"
+        path.unlink(missing_ok=True)
 
     def _check(self, record: RunRecord, step: str, signoff: Signoff, allowed: Path, begun: float) -> None:
         where = f"run {record.id}: the {signoff.decision!r} sign-off of {signoff.who!r}" + (f" at step {step!r}" if step else "")
@@ -209,6 +227,22 @@ def _signoffs(record: RunRecord) -> Iterator[tuple[str, Signoff]]:
     for step in record.steps:
         for signoff in step.signoffs:
             yield step.name, signoff
+
+
+def cancel_request(signoff: Signoff) -> bytes:
+    """The signed cancel as `take_cancel` reads it back."""
+    return json.dumps(dataclasses.asdict(signoff) | {"at": iso(signoff.at)}).encode()
+
+
+def _signoff_from_json(text: str) -> Signoff:
+    data = json.loads(text)
+    fields = {f.name for f in dataclasses.fields(Signoff)}
+    if not isinstance(data, dict) or set(data) != fields or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError("not a sign-off")
+    at = from_iso(data["at"])
+    if at is None or data["decision"] != "canceled":
+        raise ValueError("not a cancel")
+    return Signoff(**{**data, "at": at})
 
 
 def _name(path: Path | None) -> str:

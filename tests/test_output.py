@@ -3,6 +3,8 @@ usage errors checked before anything runs."""
 from __future__ import annotations
 
 import io
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -66,8 +68,12 @@ def test_terminal_safe_stream_joins_crlf_split_across_writes() -> None:
 def test_recorded_control_characters_are_never_printed_raw(alien: Path, state_dir: Path, tmp_path: Path) -> None:
     (alien / "runbooks" / "hostile.yml").write_text(HOSTILE_RUNBOOK)
     (alien / "playbooks" / "shout.yml").write_text(SHOUT)
-    env = {"RUNBOOK_USER": f"mallory{HOSTILE}"}
     printed: dict[str, str] = {}
+    # A name typed with control characters is refused (exit 3) and shown escaped in the refusal...
+    refused = runbook("run", "hostile", "-p", f"text={HOSTILE}", cwd=alien, env={"RUNBOOK_USER": f"mallory{HOSTILE}"})
+    assert refused.returncode == 3 and "RUNBOOK_USER" in refused.stderr and "x1b[2J" in refused.stderr, refused.stderr
+    printed["refused"] = refused.stdout + refused.stderr
+    env = {"RUNBOOK_USER": "mallory"}
     waiting = runbook("run", "hostile", "-p", f"text={HOSTILE}", cwd=alien, env=env)
     assert waiting.returncode == 5, waiting.stderr
     printed["run"] = waiting.stdout + waiting.stderr
@@ -75,6 +81,9 @@ def test_recorded_control_characters_are_never_printed_raw(alien: Path, state_di
     assert resumed.returncode == 1, resumed.stderr
     printed["resume"] = resumed.stdout + resumed.stderr
     assert "FAILED: db1: \\x1b[2J" in resumed.stderr  # the host's message, shown not obeyed
+    # ...but a shared database's row is anyone's text: an operator planted there is shown, not obeyed.
+    with closing(sqlite3.connect(state_dir / "history.db")) as db, db:
+        db.execute("UPDATE runs SET operator = ?", (f"mallory{HOSTILE}",))
     for args in (["history"], ["log", "last"], ["log", "last", "--host", "db1"], ["show", "hostile"],
                  ["report", "last", "--format", "md"], ["report", "--since", "1d", "--format", "md"]):
         done = runbook(*args, cwd=alien)

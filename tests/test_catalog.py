@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import runbook
+from conftest import copy_workspace, runbook
 
 
 def _listing(ws: Path) -> dict[str, str]:
@@ -17,7 +17,7 @@ def _listing(ws: Path) -> dict[str, str]:
 def test_list_follows_edits_additions_and_removals(alien: Path, state_dir: Path) -> None:
     before = _listing(alien)
     assert before["conditional"] == "1.2.0"
-    assert (state_dir / "cache" / "catalog.json").exists()
+    assert (state_dir / "cache" / "catalog.v2.json").exists()
     path = alien / "runbooks" / "conditional.yml"
     text = path.read_text().replace("version: 1.2.0", "version: 1.3.0")
     path.write_text(text)
@@ -91,3 +91,11 @@ def test_list_search_matches_every_word_in_name_title_tags_and_description(tmp_p
     assert table.returncode == 0 and "failure-signs" in table.stdout and "tidy" not in table.stdout
     none = runbook("list", "--search", "nothing-has-this", cwd=ws)
     assert none.returncode == 0 and "no runbooks match" in none.stderr
+
+
+def test_list_search_finds_a_runbook_by_its_translation(tmp_path: Path) -> None:
+    ws = copy_workspace("repo", tmp_path / "ws")
+    done = runbook("list", "--json", "--search", "ディスク", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    found = [e["name"] for e in json.loads(done.stdout)]
+    assert "disk-cleanup" in found and "account-audit" not in found  # its Japanese title and description

@@ -74,8 +74,16 @@ def read_entry(path: Path, display: str | None = None) -> Entry:
         owner=str(data.get("owner", "")),
         tags=tuple(str(t) for t in tags),
         maintenance_type=str(data.get("maintenance_type") or ""),
-        description=str(data.get("description") or ""),
+        description="\n".join([str(data.get("description") or ""), *_translated(data.get("translations"))]),
     )
+
+
+def _translated(translations: object) -> list[str]:
+    """The translated titles and descriptions, searched like the originals (`list --search ディスク`)."""
+    if not isinstance(translations, dict):
+        return []
+    found = [t for t in translations.values() if isinstance(t, dict)]
+    return [str(t.get(key) or "") for t in found for key in ("title", "description")]
 
 
 def _broken(path: Path, error: str) -> Entry:
@@ -95,7 +103,7 @@ def entries_matching(found: list[Entry], tag: str | None = None, kind: str | Non
 
 def _cached_entries(ws: Workspace) -> list[Entry]:
     """Each file's entry, re-read only when its size or mtime changed since the last listing."""
-    cache_file = ws.state_dir / "cache" / "catalog.json"
+    cache_file = ws.state_dir / "cache" / "catalog.v2.json"  # v2: descriptions hold the translations too
     try:
         cache = json.loads(cache_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):

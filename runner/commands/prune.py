@@ -9,7 +9,7 @@ from runner.errors import UsageError
 from runner.store.backends import open_store
 from runner.definition.workspace import Workspace
 
-_LIVE = ("running", "waiting")
+_LIVE = ("queued", "running", "waiting")
 
 
 def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = False) -> int:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from runner.definition.calendars import Calendar, parse_calendars
+from runner.definition.service import Hook, ServeConfig, parse_hooks, parse_serve
 from runner.errors import InvalidError, Problem, UsageError
 
 _CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars",
-                "team"}
+                "team", "serve", "hooks"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
@@ -58,6 +59,8 @@ class Config:
     accelerate: str = "auto"  # [ansible] accelerate: auto | mitogen | none (RUNBOOK_ACCELERATE overrides)
     calendars: Mapping[str, Calendar] = field(default_factory=dict)  # [calendars.NAME]: business days
     team: Team = Team()
+    serve: ServeConfig = ServeConfig()  # [serve]: `runbook serve`
+    hooks: Mapping[str, Hook] = field(default_factory=dict)  # [hooks.NAME]: where alerts come in
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,9 @@ def load_config(path: Path) -> Config:
             problems.append(Problem(path.name, None, "ansible.accelerate", f"{accelerate!r} is not one of: {', '.join(_ACCELERATE)}"))
     team, team_problems = _team(data.get("team", {}), path.name)
     problems += team_problems
+    serve, serve_problems = parse_serve(data.get("serve", {}), path.name)
+    hooks, hook_problems = parse_hooks(data.get("hooks", {}), path.name)
+    problems += serve_problems + hook_problems
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -266,6 +272,8 @@ def load_config(path: Path) -> Config:
         accelerate=str(accelerate),
         calendars=calendars,
         team=team,
+        serve=serve,
+        hooks=hooks,
     )
 
 

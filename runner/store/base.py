@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runner.errors import ExitCode, RunbookError, UsageError
+from runner.store.alerts import AlertStore
 from runner.store.files import make_private_dir, write_private
 from runner.store.ids import is_run_id_of, new_run_id
 from runner.store.records import RunRecord, now
@@ -28,9 +29,10 @@ from runner.store.records import RunRecord, now
 NEWEST_FIRST = "id DESC"
 FINISHED = ("succeeded", "failed", "canceled", "timed_out", "aborted", "damaged")
 LIVE = ("running", "waiting")
+UNFINISHED = ("queued", *LIVE)  # never chained, never pruned
 
 # The schema version this code writes; `runbook db upgrade` brings an older database up to it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class DamagedError(RunbookError):
@@ -94,7 +96,7 @@ def runbook_of(run_id: str) -> str:
     return "-".join(parts[1:-1]) or run_id
 
 
-class Store(ABC):
+class Store(AlertStore, ABC):
     """Run folders and the database that indexes them; see the module docstring."""
 
     backend = ""
@@ -334,7 +336,7 @@ class Store(ABC):
         """History rows of finished runs older than `before` whose folder is gone (local store only)."""
         if self.backend != "sqlite":
             return 0
-        rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('running', 'waiting')",
+        rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('queued', 'running', 'waiting')",
                           (before,))
         gone = [str(r[0]) for r in rows if not self.run_dir(r[0]).exists()]
         for run_id in gone:

@@ -22,9 +22,10 @@ import psycopg
 
 from runner.errors import LockedError, RunbookError
 from runner.store.base import (
-    RUN_COLUMNS, SCHEMA_VERSION, DamagedError, Store, StoreUnavailableError, chain_hash, folder_ids,
+    RUN_COLUMNS, SCHEMA_VERSION, UNFINISHED, DamagedError, Store, StoreUnavailableError, chain_hash, folder_ids,
     parse_record, process_start_time,
 )
+from runner.store.alerts import POSTGRES_TABLES
 from runner.store.files import make_private_dir, write_private
 from runner.store.records import RunRecord
 
@@ -107,6 +108,7 @@ MIGRATIONS: dict[int, list[str]] = {
                name TEXT PRIMARY KEY, run_id TEXT NOT NULL, operator TEXT NOT NULL, hostname TEXT NOT NULL,
                acquired_at DOUBLE PRECISION NOT NULL)""",
     ],
+    4: POSTGRES_TABLES,  # runbook serve: alerts, their keys, the queue
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 
@@ -127,6 +129,7 @@ def where(url: str) -> str:
 
 class PostgresStore(Store):
     backend = "postgresql"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, state_dir: Path, url: str) -> None:
         super().__init__(state_dir)
@@ -327,7 +330,7 @@ class PostgresStore(Store):
                     (record.id, s.index, h, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
                     for s in record.steps for h, r in s.hosts.items()])
             self._upload_logs(conn, record, all_logs)
-        if record.status not in ("running", "waiting"):
+        if record.status not in UNFINISHED:
             self.chain_append(record.id)
 
     def _upload_logs(self, conn: psycopg.Connection[Any], record: RunRecord, every: bool) -> None:

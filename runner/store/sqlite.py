@@ -12,9 +12,10 @@ from typing import Any, Iterator
 
 from runner.errors import RunbookError
 from runner.store.base import (
-    RUN_COLUMNS, SCHEMA_VERSION, HistoryRow, ReadOnlyError, Store as BaseStore, chain_hash, folder_ids,
+    RUN_COLUMNS, SCHEMA_VERSION, UNFINISHED, HistoryRow, ReadOnlyError, Store as BaseStore, chain_hash, folder_ids,
     process_start_time, writable,
 )
+from runner.store.alerts import SQLITE_TABLES
 from runner.store.files import make_private_dir
 from runner.store.ids import new_stamp
 from runner.store.records import RunRecord
@@ -84,6 +85,7 @@ MIGRATIONS: dict[int, list[str]] = {
                seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, digest TEXT NOT NULL,
                prev_hash TEXT NOT NULL, hash TEXT NOT NULL, linked_at REAL NOT NULL)""",
         "CREATE TABLE IF NOT EXISTS pruned (run_id TEXT PRIMARY KEY, pruned_at REAL NOT NULL)"],
+    4: SQLITE_TABLES,  # runbook serve: alerts, their keys, the queue
 }
 
 # Indexes come after migrations: an older history.db gains its columns first. Newest-first rules order
@@ -241,7 +243,7 @@ class SqliteStore(BaseStore):
                     [(record.id, step.index, host, r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.message)
                      for host, r in step.hosts.items()],
                 )
-        if record.status not in ("running", "waiting"):
+        if record.status not in UNFINISHED:
             self.chain_append(record.id)
 
     def _chain_insert(self, run_id: str, digest: str) -> None:

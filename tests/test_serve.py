@@ -69,6 +69,25 @@ triggers:
   - hook: plain
     match: {alertname: Slow}
     from_alert: {seconds: labels.seconds}
+    max_runs_per_hour: 100
+"""
+STORM = """apiVersion: runbook/v1
+name: storm
+title: Notes an alert that comes in storms
+version: 1.0.0
+kind: operation
+targets: all
+concurrency: parallel
+parameters:
+  message: {type: string, default: "storm"}
+steps:
+  - name: note
+    playbook: note.yml
+triggers:
+  - hook: plain
+    match: {alertname: Storm}
+    limit: labels.host
+    max_runs_per_hour: 3
 """
 
 
@@ -144,6 +163,7 @@ def _workspace(target: Path) -> Path:
         handle.write(HOOKS)
     (root / "runbooks" / "disk-alert.yml").write_text(RUNBOOK.replace(_PLAIN_TRIGGER, ""))
     (root / "runbooks" / "slow-alert.yml").write_text(SLOW)
+    (root / "runbooks" / "storm.yml").write_text(STORM)
     return root
 
 
@@ -255,6 +275,20 @@ def test_a_resolved_alert_cancels_its_queued_run(service: Service) -> None:
     assert service.record(doc["alerts"][0]["run"])["status"] == "canceled"  # no worker ran it after all
 
 
+def test_a_storm_is_suppressed_beyond_max_runs_per_hour(service: Service) -> None:
+    burst = [{"labels": {"alertname": "Storm", "host": "db1"}, "startsAt": "t9", "fingerprint": f"storm{n}"}
+             for n in range(8)]
+    status, doc, _ = service.post("plain", {"alerts": burst}, TOKEN + "-plain")
+    assert status == 202
+    outcomes = [a["outcome"] for a in doc["alerts"]]
+    assert outcomes == ["queued"] * 3 + ["suppressed"] * 5
+    assert "max_runs_per_hour 3" in doc["alerts"][-1]["reason"]
+    for alert in doc["alerts"][:3]:
+        record = service.wait_finished(alert["run"])
+        assert record["status"] == "succeeded" and record["limit"] == "db1"  # limit: labels.host
+    assert len(json.loads(service.cli("history", "storm", "--json").stdout)) == 3
+
+
 def test_healthz_and_metrics(service: Service) -> None:
     status, doc, _ = service.request("GET", "/healthz")
     assert status == 200 and doc == {"status": "ok", "store": "sqlite"}
@@ -263,6 +297,7 @@ def test_healthz_and_metrics(service: Service) -> None:
     assert 'runbook_alerts_total{hook="am",outcome="queued"}' in text
     assert 'runbook_alerts_total{hook="am",outcome="rejected"}' in text
     assert 'runbook_runs{status="succeeded"}' in text and "runbook_queue_depth" in text
+    assert 'runbook_alerts_total{hook="plain",outcome="suppressed"} 5.0' in text
 
 
 def test_a_second_instance_on_the_state_dir_refuses(service: Service) -> None:
@@ -324,3 +359,34 @@ def test_bad_serve_config_is_refused(tmp_path: Path) -> None:
 def test_the_cli_does_not_load_the_web_stack() -> None:
     code = "import sys, runner.cli; print(sorted(m for m in ('starlette', 'uvicorn', 'prometheus_client') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_two_instances_on_one_postgresql_run_each_alert_exactly_once(tmp_path: Path, team_db: str) -> None:
+    first = Service(_workspace(tmp_path / "a" / "ws"), tmp_path / "a" / "state")
+    second = Service(_workspace(tmp_path / "b" / "ws"), tmp_path / "b" / "state")
+    first.start()
+    second.start()  # a second instance is fine here: the queue is shared, not the state dir
+    try:
+        hosts = ("web1", "web2", "db1", "b1")
+        queued = []
+        for n in range(12):
+            alert = {"labels": {"alertname": "Slow", "instance": hosts[n % 4], "seconds": "1"},
+                     "startsAt": f"s{n}", "fingerprint": f"pg{n}"}
+            status, doc, _ = (first if n % 2 else second).post("plain", {"alerts": [alert]}, TOKEN + "-plain")
+            assert status == 202 and doc["alerts"][0]["outcome"] == "queued", doc
+            queued.append(doc["alerts"][0]["run"])
+        again = first.post("plain", {"labels": {"alertname": "Slow", "instance": "web1", "seconds": "1"},
+                                     "startsAt": "s0", "fingerprint": "pg0"}, TOKEN + "-plain")[1]
+        assert again["alerts"][0] == {"fingerprint": "pg0", "outcome": "duplicate", "run": queued[0]}  # across instances
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = json.loads(first.cli("history", "slow-alert", "-n", "100", "--json").stdout)
+            if len(runs) == 12 and all(r["status"] not in ("queued", "running") for r in runs):
+                break
+            time.sleep(0.5)
+        assert sorted(r["id"] for r in runs) == sorted(queued)
+        assert {r["status"] for r in runs} == {"succeeded"}, [r["message"] for r in runs]
+    finally:
+        logs = [svc.stop()[1] for svc in (first, second)]
+    started = [line.split("run=", 1)[1].split()[0] for err in logs for line in err.splitlines() if " run-started " in line]
+    assert sorted(started) == sorted(queued)  # each claimed by exactly one instance, once

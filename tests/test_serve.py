@@ -133,7 +133,12 @@ class Service:
         return runbook(*args, env=self.env)
 
     def record(self, run_id: str) -> dict[str, Any]:
-        return json.loads((self.state / "runs" / run_id / "run.json").read_text())
+        """The run's run.json (the queued record gives way to the started run's: missing for a moment)."""
+        path = self.state / "runs" / run_id / "run.json"
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return dict(json.loads(path.read_text()))
 
     def wait_finished(self, run_id: str, timeout: float = 40) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

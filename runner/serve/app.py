@@ -18,6 +18,7 @@ from runner.serve.log import log
 from runner.serve.metrics import Metrics
 
 MAX_BODY = 1024 * 1024
+DRAINED = 8 * MAX_BODY
 
 
 class Service:
@@ -92,15 +93,17 @@ def _authorized(header: str, token: str) -> bool:
 
 
 async def _body(request: Request) -> bytes | None:
-    """The body, or None once it is over MAX_BODY (read no further)."""
+    """The body, or None when it is over MAX_BODY. A body declared up to DRAINED long is read to its end
+    (and dropped) so that the client, still sending, gets the 413 rather than a reset connection."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
+    if declared.isdigit() and int(declared) > DRAINED:
         return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > DRAINED:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= MAX_BODY else None

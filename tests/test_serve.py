@@ -275,9 +275,15 @@ def test_a_resolved_alert_cancels_its_queued_run(service: Service) -> None:
     status, resolved, _ = service.post("plain", {**waiting, "status": "resolved"}, TOKEN + "-plain")
     assert resolved["alerts"] == [{"fingerprint": "late", "outcome": "resolved", "run": doc["alerts"][0]["run"]}]
     assert service.record(doc["alerts"][0]["run"])["status"] == "canceled"
+    other = {**waiting, "fingerprint": "later"}
+    canceled = service.post("plain", other, TOKEN + "-plain")[1]["alerts"][0]["run"]
+    result = service.cli("cancel", canceled)
+    assert result.returncode == 0 and "canceled" in result.stderr, result.stderr
+    assert service.record(canceled)["status"] == "canceled"
     for _status, started, _kind in busy:
         assert service.wait_finished(started["alerts"][0]["run"])["status"] == "succeeded"
-    assert service.record(doc["alerts"][0]["run"])["status"] == "canceled"  # no worker ran it after all
+    for run_id in (doc["alerts"][0]["run"], canceled):
+        assert service.record(run_id)["status"] == "canceled"  # no worker ran it after all
 
 
 def test_a_storm_is_suppressed_beyond_max_runs_per_hour(service: Service) -> None:

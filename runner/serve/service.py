@@ -66,17 +66,29 @@ def serve(ws: Workspace, listen: str | None) -> int:
         service = Service(ws.config.hooks, tokens, Intake(ws, store, runbooks, operator), Metrics(stores.get), workers.wake.set)
         config = uvicorn.Config(build_app(service), host=host, port=port, log_level="warning", access_log=False,
                                 lifespan="off", server_header=False)
+        sock = _bind(host, port)
         workers.start()
         log("listening", address=f"{host}:{port}", store=store.describe(), workers=ws.config.serve.workers,
             hooks=",".join(sorted(ws.config.hooks)) or "none", triggered=",".join(r.name for r in runbooks) or "none")
         server = _Server(config)
-        server.run()
-        if not server.started:
-            raise UsageError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
+        server.run(sockets=[sock])
         log("draining", running=len(workers.children), stop_timeout=f"{ws.config.serve.stop_timeout:g}s")
         workers.stop(ws.config.serve.stop_timeout)
         log("stopped")
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: an address in use is one clear line (exit 2)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(False)
+    return sock
 
 
 def _tokens(ws: Workspace) -> dict[str, str]:

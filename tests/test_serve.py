@@ -401,3 +401,24 @@ def test_two_instances_on_one_postgresql_run_each_alert_exactly_once(tmp_path: P
         logs = [svc.stop()[1] for svc in (first, second)]
     started = [line.split("run=", 1)[1].split()[0] for err in logs for line in err.splitlines() if " run-started " in line]
     assert sorted(started) == sorted(queued)  # each claimed by exactly one instance, once
+
+
+def test_a_queued_run_survives_kill_9_of_the_service(tmp_path: Path) -> None:
+    svc = Service(_workspace(tmp_path / "ws"), tmp_path / "state")
+    svc.start()
+    plain = TOKEN + "-plain"
+    busy = [svc.post("plain", {"labels": {"alertname": "Slow", "instance": h, "seconds": "3"}, "startsAt": "k",
+                               "fingerprint": f"k-{h}"}, plain)[1]["alerts"][0]["run"] for h in ("web1", "web2")]
+    waiting = svc.post("plain", {"labels": {"alertname": "Slow", "instance": "db1", "seconds": "1"}, "startsAt": "k",
+                                 "fingerprint": "k-db1"}, plain)[1]["alerts"][0]["run"]
+    assert svc.proc is not None
+    svc.proc.kill()  # kill -9 between the 202 and the run's start
+    svc.proc.communicate()
+    assert svc.record(waiting)["status"] == "queued"
+    svc.start()
+    try:
+        for run_id in (*busy, waiting):  # the busy ones finished in their own processes, the queued one ran now
+            assert svc.wait_finished(run_id)["status"] == "succeeded"
+    finally:
+        code, err = svc.stop()
+    assert code == 0 and err.count("run-started") == 1, err  # the restarted instance started only the queued run

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 from runner.definition.workspace import Workspace
@@ -32,6 +33,17 @@ def execute(run_id: str) -> int:
     signal.signal(signal.SIGTERM, _stop)  # the executor installs its own (cancel) once the run has started
     ws = open_workspace()
     store = open_store(ws)
+    hold = starting_lock(store, run_id)  # held until this process ends: a restarted serve leaves the run to it
+    if hold is None:
+        return 0  # another process has it
+    try:
+        return _execute(ws, store, run_id)
+    finally:
+        (store.locks_dir / f"starting-{run_id}.lock").unlink(missing_ok=True)
+        os.close(hold)
+
+
+def _execute(ws: Workspace, store: Store, run_id: str) -> int:
     queued = store.load(run_id)
     try:
         record = _start(ws, store, queued)
@@ -69,6 +81,33 @@ def _start(ws: Workspace, store: Store, queued: RunRecord) -> RunRecord:
     execution = Execution(ws, runbook, request, Progress(quiet=True))
     shutil.rmtree(store.run_dir(queued.id))  # the queued record gives way to the run's own, same id
     return execution.start()
+
+
+def starting_lock(store: Store, run_id: str) -> int | None:
+    """An exclusive flock on locks/starting-RUN.lock, or None when another live process holds it."""
+    import fcntl
+
+    fd = os.open(store.locks_dir / f"starting-{run_id}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def abandoned(store: Store, instance_alive: Callable[[str], bool]) -> list[str]:
+    """Runs claimed but never started whose instance is gone and no process of this machine is starting."""
+    gone = []
+    for run_id, claimant in store.claimed_not_started():
+        if instance_alive(claimant):
+            continue
+        fd = starting_lock(store, run_id)
+        if fd is not None:
+            os.close(fd)
+            (store.locks_dir / f"starting-{run_id}.lock").unlink(missing_ok=True)
+            gone.append(run_id)
+    return gone
 
 
 if __name__ == "__main__":

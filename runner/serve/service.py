@@ -21,12 +21,13 @@ from runner.definition.service import split_listen
 from runner.definition.workspace import Workspace
 from runner.errors import InvalidError, LockedError, Problem, UsageError
 from runner.serve.app import Service, build_app
+from runner.serve.execute import abandoned
 from runner.serve.hooks import Intake
 from runner.serve.log import log
 from runner.serve.metrics import Metrics
 from runner.serve.queue import Workers
 from runner.store.backends import open_store
-from runner.store.base import Store
+from runner.store.base import Store, process_start_time
 
 
 class _Server(uvicorn.Server):
@@ -57,9 +58,8 @@ def serve(ws: Workspace, listen: str | None) -> int:
     store.ping()
     with _one_instance(ws, store):
         runbooks = _triggered_runbooks(ws)
-        if store.backend == "sqlite":
-            store.release_claims()  # the one instance of this state dir: what it had claimed runs again
-        instance = f"{socket.gethostname()}:{os.getpid()}"
+        instance = f"{socket.gethostname()}:{os.getpid()}:{process_start_time(os.getpid())}"
+        store.requeue(abandoned(store, lambda claimant: _alive(claimant, store.backend)))
         operator = identity.operator()
         stores = _ThreadStores(ws)
         workers = Workers(ws, ws.config.serve.workers, instance, stores.get, [h.token_env for h in ws.config.hooks.values()])
@@ -76,6 +76,18 @@ def serve(ws: Workspace, listen: str | None) -> int:
         workers.stop(ws.config.serve.stop_timeout)
         log("stopped")
     return 0
+
+
+def _alive(claimant: str, backend: str) -> bool:
+    """Whether the instance that claimed a run may still start it: with SQLite none (one instance per
+    state dir, and it is starting); on PostgreSQL one of another machine is taken as alive."""
+    host, _, rest = claimant.partition(":")
+    if backend == "sqlite":
+        return False
+    if host != socket.gethostname():
+        return True
+    pid, _, started = rest.partition(":")
+    return pid.isdigit() and str(process_start_time(int(pid))) == started
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -127,18 +127,16 @@ class AlertStore:
         rows = self.query("SELECT state FROM queue WHERE run_id = ?", (run_id,))
         return bool(rows) and rows[0][0] == state
 
-    def release_claims(self, instance: str | None = None) -> int:
-        """Claimed entries that never started go back to the queue (all of them: the one SQLite instance
-        starting again; else those of `instance`)."""
-        sql = ("SELECT q.run_id FROM queue q LEFT JOIN runs r ON r.id = q.run_id "
-               "WHERE q.state = 'claimed' AND (r.id IS NULL OR r.status = 'queued')")
-        args: tuple[Any, ...] = ()
-        if instance:
-            sql, args = sql + " AND q.claimed_by = ?", (instance,)
-        back = [str(r[0]) for r in self.query(sql, args)]
+    def claimed_not_started(self) -> list[tuple[str, str]]:
+        """(run id, claimed_by) of queue entries claimed whose run has not started (still queued)."""
+        rows = self.query("SELECT q.run_id, q.claimed_by FROM queue q LEFT JOIN runs r ON r.id = q.run_id "
+                          "WHERE q.state = 'claimed' AND (r.id IS NULL OR r.status = 'queued') ORDER BY q.run_id")
+        return [(str(a), str(b)) for a, b in rows]
+
+    def requeue(self, run_ids: list[str]) -> None:
+        """Claimed entries back in the queue, for any instance to run."""
         self.execute_many([("UPDATE queue SET state = 'queued', claimed_by = '' WHERE run_id = ? AND state = 'claimed'",
-                            (run_id,)) for run_id in back])
-        return len(back)
+                            (run_id,)) for run_id in run_ids])
 
     def queue_depth(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM queue WHERE state = 'queued'")[0][0])

@@ -351,7 +351,9 @@ def test_validate_checks_triggers_with_file_and_line(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     assert "runbooks/disk-alert.yml:15: triggers[0].match.severity: invalid regular expression" in out
     assert "runbooks/disk-alert.yml:20: triggers[1].from_alert.nosuch: unknown parameter" in out
-    (root / "runbooks" / "disk-alert.yml").write_text(RUNBOOK.replace(_PLAIN_TRIGGER, "  - hook: pagerduty\n"))
+    assert "runbooks/disk-alert.yml:18: triggers[1]: required parameter 'mountpoint' gets no value" in out
+    (root / "runbooks" / "disk-alert.yml").write_text(RUNBOOK.replace(
+        _PLAIN_TRIGGER, "  - hook: pagerduty\n    from_alert: {mountpoint: labels.mountpoint}\n"))
     result = runbook("-w", str(root), "validate", "disk-alert")
     assert result.returncode == 3
     assert "runbooks/disk-alert.yml:18: triggers[1].hook: no hook 'pagerduty' in runbook.toml [hooks] (known: am, plain)" in (

@@ -38,7 +38,17 @@ def trigger_problems(doc: Document, where: KeyPath, entry: dict[str, Any], param
                 problem = check_value(str(name), spec, value)
                 if problem:
                     problems.append(doc.problem(where + (key, name), problem))
+    given = {**(entry.get("from_alert") or {}), **(entry.get("params") or {})} if _tables(entry) else {}
+    for name, spec in params.items():
+        if isinstance(spec, dict) and spec.get("required") and "default" not in spec and not spec.get("env") \
+                and name not in given:
+            problems.append(doc.problem(where, f"required parameter {name!r} gets no value: "
+                                               f"add it to from_alert or params"))
     return problems
+
+
+def _tables(entry: dict[str, Any]) -> bool:
+    return all(isinstance(entry.get(k, {}), dict) for k in ("from_alert", "params"))
 
 
 def build_trigger(doc: Document, where: KeyPath, entry: dict[str, Any]) -> Trigger:

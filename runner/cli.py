@@ -10,7 +10,7 @@ import click
 from runner import __version__
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_STATUSES = ("running", "waiting", "succeeded", "failed", "canceled", "timed_out", "aborted")
+_STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "canceled", "timed_out", "aborted")
 
 
 def _workspace(ctx: click.Context) -> Any:
@@ -275,6 +275,33 @@ def history(ctx: click.Context, name: str | None, status: str | None, since: str
     from runner.commands.history import history as show_history
 
     return show_history(_workspace(ctx), name, status, since, limit, as_json)
+
+
+@cli.command()
+@click.option("--listen", metavar="HOST:PORT", help="Where to listen (default: [serve] listen, else 127.0.0.1:8470).")
+@click.pass_context
+def serve(ctx: click.Context, listen: str | None) -> int:
+    """The service: alerts in on POST /hooks/NAME start the runbooks whose `triggers:` match them.
+
+    \b
+    Runs queue in the store and this instance's [serve] workers execute them; GET /healthz, GET /metrics.
+    SIGTERM: stops taking work, lets running runs finish up to [serve] stop_timeout, then cancels them.
+    """
+    from runner.commands.serve import serve as run_serve
+
+    return run_serve(_workspace(ctx), listen)
+
+
+@cli.command()
+@click.option("--since", metavar="DUR", help="Only alerts received within DUR (e.g. 1d).")
+@click.option("-n", "limit", type=click.IntRange(1), default=50, show_default=True, help="How many alerts.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def alerts(ctx: click.Context, since: str | None, limit: int, as_json: bool) -> int:
+    """Alerts received by `runbook serve`, newest first, with their outcome and run."""
+    from runner.commands.serve import alerts as show_alerts
+
+    return show_alerts(_workspace(ctx), since, min(limit, 10**6), as_json)
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from runner.execution.processes import sweep
 from runner.execution.signoffs import CANCEL_FILE, Signer, cancel_request
 from runner.store.records import RunRecord, Signoff, now
 from runner.store.backends import open_store
-from runner.store.base import process_start_time
+from runner.store.base import Store, process_start_time
 from runner.store.files import write_private
 from runner.definition.workspace import Workspace
 
@@ -29,6 +29,8 @@ def cancel(ws: Workspace, ref: str, wait: float = 15.0) -> int:
             _end_waiting(record, signer.signoff(record, "", "canceled"))
         print(f"run {record.id}: canceled", file=sys.stderr)
         return 0
+    if record.status == "queued":
+        return _cancel_queued(store, record, signer.signoff(record, "", "canceled"))
     if record.status != "running":
         raise UsageError(f"run {record.id} already ended: {record.status}")
     if record.hostname and record.hostname != socket.gethostname():
@@ -58,3 +60,16 @@ def _end_waiting(record: RunRecord, signoff: Signoff) -> None:
     record.message = f"canceled by {signoff.who} while waiting"
     if signoff.signature:
         record.signed.append(signoff)
+
+
+def _cancel_queued(store: Store, record: RunRecord, signoff: Signoff) -> int:
+    """A run `runbook serve` queued and no worker has started: it never starts."""
+    if not store.set_queue_state(record.id, "canceled", only_from="queued"):
+        raise UsageError(f"run {record.id} is being started by runbook serve: cancel it again in a moment")
+    with store.updating(record.id) as record:
+        record.status, record.exit_code, record.ended_at = "canceled", 130, now()
+        record.message = f"canceled by {signoff.who} before it started"
+        if signoff.signature:
+            record.signed.append(signoff)
+    print(f"run {record.id}: canceled", file=sys.stderr)
+    return 0

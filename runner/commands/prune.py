@@ -12,7 +12,7 @@ from runner.store.backends import open_store
 from runner.times import human_time
 from runner.definition.workspace import Workspace
 
-_LIVE = ("running", "waiting")
+_LIVE = ("queued", "running", "waiting")
 
 
 def prune(ws: Workspace, older_than: str, keep: int | None, dry_run: bool = False, key: str | None = None) -> int:

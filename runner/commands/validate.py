@@ -77,6 +77,11 @@ def reference_problems(ws: Workspace, runbook: Runbook) -> list[Problem]:
                 ws.inventory_path(name)
             except InvalidError as exc:
                 problems.append(Problem(file, runbook.lines.get(where), where, str(exc)))
+    for index, trigger in enumerate(runbook.triggers):
+        if trigger.hook not in ws.config.hooks:
+            known = ", ".join(sorted(ws.config.hooks)) or "none"
+            problems.append(Problem(file, runbook.lines.get(f"triggers[{index}].hook", trigger.line), f"triggers[{index}].hook",
+                                    f"no hook {trigger.hook!r} in runbook.toml [hooks] (known: {known})"))
     return problems + schedule_calendar_problems(ws, runbook)
 
 

@@ -15,12 +15,13 @@ from runner.definition.translations import translation_problems
 from runner.definition.names import STEP_NAME, is_step_name
 from runner.definition.model import Approval, Parameter, Rollout, Runbook, Schedule, Step
 from runner.definition.params import coerce, compile_pattern
+from runner.definition.triggers import build_trigger, trigger_problems
 from runner.definition.yamlfile import Document, KeyPath, format_path, load_document, read_limited
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schema" / "runbook.schema.json"
 # Part of the validation cache's key: change it when the checks change, so a file an older loader
 # accepted (a cron that never fires, an RE2-less pattern) is checked again.
-CHECKS_VERSION = "2"
+CHECKS_VERSION = "3"
 _STEP_TYPES = ("playbook", "manual", "approval")
 
 
@@ -155,7 +156,22 @@ def _semantic_problems(doc: Document, path: Path) -> list[Problem]:
     for index, entry in enumerate(schedules if isinstance(schedules, list) else []):
         if isinstance(entry, dict):
             problems += _schedule_problems(doc, ("schedule", index), entry, params)
+    triggers = data.get("triggers")
+    for index, entry in enumerate(triggers if isinstance(triggers, list) else []):
+        if isinstance(entry, dict):
+            problems += trigger_problems(doc, ("triggers", index), entry, params, _value_problem)
     return problems + translation_problems(data, doc.problem)
+
+
+def _value_problem(name: str, spec: dict[str, Any], value: Any) -> str | None:
+    """Why the parameter `spec` refuses `value`, or None (also when the schema already refused the spec)."""
+    if not _checkable(spec):
+        return None
+    try:
+        coerce(_parameter(name, spec, None), value)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def _parameter_problems(doc: Document, name: str, spec: dict[str, Any]) -> list[Problem]:
@@ -375,6 +391,7 @@ def _build(doc: Document, path: Path, sha256: str) -> Runbook:
         steps=tuple(_step(doc, ("steps", i), s) for i, s in enumerate(d["steps"])),
         on_failure=tuple(_step(doc, ("on_failure", i), s) for i, s in enumerate(d.get("on_failure", []))),
         schedule=tuple(_schedule(s) for s in d.get("schedule", [])),
+        triggers=tuple(build_trigger(doc, ("triggers", i), t) for i, t in enumerate(d.get("triggers", []))),
         accelerate=d.get("accelerate", True),
         translations=MappingProxyType(dict(d.get("translations", {}))),
         lines=MappingProxyType({format_path(k): v for k, v in doc.lines.items() if k}),

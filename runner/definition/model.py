@@ -85,6 +85,20 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """One `triggers:` entry: alerts of [hooks.HOOK] whose labels match start the runbook. `limit` is the
+    alert field naming the host (labels.instance without its port when unset)."""
+
+    hook: str
+    match: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    from_alert: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    limit: str | None = None
+    max_runs_per_hour: int = 10
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Runbook:
     path: Path
     sha256: str
@@ -108,6 +122,7 @@ class Runbook:
     parameters: tuple[Parameter, ...] = ()
     on_failure: tuple[Step, ...] = ()
     schedule: tuple[Schedule, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
     worker: str | None = None  # where its playbook steps run by default (None: on this machine)
     accelerate: bool = True  # false: this runbook's playbooks run on Ansible's own strategy
     # `translations:` as validated: {"ja": {"title": ..., "steps": {NAME: {"manual": ...}}}} (translations.py)

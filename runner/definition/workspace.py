@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from runner.definition.calendars import Calendar, parse_calendars
+from runner.definition.service import Hook, ServeConfig, parse_hooks, parse_serve
 from runner.definition.ui import Ui, parse_ui
 from runner.errors import InvalidError, Problem, UsageError
 
 _CONFIG_KEYS = {"inventory", "state_dir", "forks", "notify", "ansible_cfg", "workers", "store", "ansible", "calendars",
-                "team", "ui"}
+                "team", "ui", "serve", "hooks"}
 _ANSIBLE_KEYS = {"accelerate"}
 _ACCELERATE = ("auto", "mitogen", "none")
 _NOTIFY_KEYS = {"webhook", "on", "timeout"}
@@ -60,6 +61,8 @@ class Config:
     calendars: Mapping[str, Calendar] = field(default_factory=dict)  # [calendars.NAME]: business days
     team: Team = Team()
     ui: Ui = Ui()  # [ui] timezone, lang
+    serve: ServeConfig = ServeConfig()  # [serve]: `runbook serve`
+    hooks: Mapping[str, Hook] = field(default_factory=dict)  # [hooks.NAME]: where alerts come in
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,9 @@ def load_config(path: Path) -> Config:
     problems += team_problems
     ui, ui_problems = parse_ui(data.get("ui", {}), path.name, text)
     problems += ui_problems
+    serve, serve_problems = parse_serve(data.get("serve", {}), path.name)
+    hooks, hook_problems = parse_hooks(data.get("hooks", {}), path.name)
+    problems += serve_problems + hook_problems
     if problems:
         raise InvalidError(f"{path}: invalid configuration", tuple(problems))
     return Config(
@@ -276,6 +282,8 @@ def load_config(path: Path) -> Config:
         calendars=calendars,
         team=team,
         ui=ui,
+        serve=serve,
+        hooks=hooks,
     )
 
 

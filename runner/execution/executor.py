@@ -51,6 +51,7 @@ class RunRequest:
     schedule_entry: int | None = None  # the schedule[N] whose crontab line started the run
     worker: str | None = None  # --worker: every playbook step runs there
     run_id: str | None = None  # the id given ahead, with an interpreter for the first step (ahead.py)
+    alert: dict[str, Any] | None = None  # trigger alert: the alert that started the run (runner/serve)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ class Execution:
             git_commit=commit, git_dirty=dirty, check=req.check, diff=req.diff, forks=self._forks(),
             ci_job_url=req.ci_job_url, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
             hostname=socket.gethostname(), lock=self.runbook.lock_name, worker=req.worker or "",
-            schedule_entry=req.schedule_entry,
+            schedule_entry=req.schedule_entry, alert=req.alert,
         )
         record.steps = [StepRecord(i, s.name, s.type) for i, s in enumerate(self.runbook.steps)]
         return record

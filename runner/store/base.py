@@ -23,6 +23,7 @@ from runner.store.chain import (
     PRUNE, RUN, Finding, Groups, Link, Walk, bytes_sha, canonical, chain_hash, prune_digest, run_digest, text_sha,
     walk,
 )
+from runner.store.alerts import AlertStore
 from runner.store.files import make_private_dir, make_private_dir_within, write_private
 from runner.store.ids import is_run_id_of, new_run_id
 from runner.store.records import RunRecord, iso, now
@@ -35,9 +36,10 @@ from runner.store.untrusted import (
 NEWEST_FIRST = "id DESC"
 FINISHED = ("succeeded", "failed", "canceled", "timed_out", "aborted", "damaged")
 LIVE = ("running", "waiting")
+UNFINISHED = ("queued", *LIVE)  # never chained, never pruned
 
 # The schema version this code writes; `runbook db upgrade` brings an older database up to it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreUnavailableError(RunbookError):
@@ -113,7 +115,7 @@ def runbook_of(run_id: str) -> str:
     return "-".join(parts[1:-1]) or run_id
 
 
-class Store(ABC):
+class Store(AlertStore, ABC):
     """Run folders and the database that indexes them; see the module docstring."""
 
     backend = ""
@@ -373,7 +375,7 @@ class Store(ABC):
         """Finished runs older than `before` whose folder is gone (local store only: prune removes them)."""
         if self.backend != "sqlite":
             return []
-        rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('running', 'waiting')",
+        rows = self.query("SELECT id FROM runs WHERE started_at < ? AND status NOT IN ('queued', 'running', 'waiting')",
                           (before,))
         return [str(r[0]) for r in rows if is_run_id(r[0]) and not self.run_dir(r[0]).exists()]
 
@@ -537,7 +539,7 @@ class Store(ABC):
                 self._write_rows(record, all_logs)  # its rows were lost: put the sealed content back
             return
         self._write_rows(record, all_logs)
-        if record.status not in LIVE:
+        if record.status not in UNFINISHED:  # a queued run is not finished either
             self.chain_append(record.id)
 
     @abstractmethod

@@ -26,6 +26,7 @@ from runner.store.base import (
     index_rows, legacy_prune_link, parse_record, process_start_time, raw_record,
 )
 from runner.store.chain import Finding, Groups, Walk, chain_hash
+from runner.store.alerts import POSTGRES_TABLES
 from runner.store.files import make_private_dir, write_private
 from runner.store.records import RunRecord
 from runner.store.untrusted import checked_run_id
@@ -155,6 +156,7 @@ MIGRATIONS: dict[int, list[str]] = {
              RETURN removed;
            END $$""",
     ],
+    5: POSTGRES_TABLES,  # runbook serve: alerts, their keys, the queue
 }
 
 # What the role runbook runs as needs when another role owns the tables (README: "A role that cannot
@@ -166,6 +168,8 @@ APP_GRANTS = (
     "GRANT SELECT, INSERT ON chain TO {role}",
     "GRANT USAGE ON SEQUENCE chain_seq_seq TO {role}",
     "GRANT SELECT ON schema_version, pruned TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON alerts, alert_keys, queue TO {role}",  # runbook serve
+    "GRANT USAGE ON SEQUENCE alerts_seq_seq TO {role}",
     "REVOKE ALL ON FUNCTION runbook_prune_rows(TEXT[]) FROM PUBLIC",
     "GRANT EXECUTE ON FUNCTION runbook_prune_rows(TEXT[]) TO {role}",
 )
@@ -193,6 +197,7 @@ def where(url: str) -> str:
 class PostgresStore(Store):
     backend = "postgresql"
     byte_order = ' COLLATE "C"'
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, state_dir: Path, url: str) -> None:
         super().__init__(state_dir)

@@ -139,6 +139,8 @@ class RunRecord:
     lock: str = ""
     worker: str = ""  # `run --worker NAME`: every playbook step ran there (kept so resume does the same)
     schedule_entry: int | None = None  # the runbook's schedule[N] whose crontab line started this cron run
+    # trigger alert: hook, fingerprint, status, labels, annotations, startsAt, generatorURL of the alert
+    alert: dict[str, Any] | None = None
     steps: list[StepRecord] = field(default_factory=list)
     # Who continued the run, when and from which host (resume works from any machine on the team's store).
     resumes: list[Signoff] = field(default_factory=list)

@@ -16,6 +16,7 @@ from runner.store.base import (
     legacy_prune_link, process_start_time, writable,
 )
 from runner.store.chain import chain_hash
+from runner.store.alerts import SQLITE_TABLES
 from runner.store.files import make_private_dir
 from runner.store.ids import new_stamp
 from runner.store.records import RunRecord
@@ -88,6 +89,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # The chain seals whole records and holds prune records (runner/store/chain.py); `pruned` is unused.
     4: ["ALTER TABLE chain ADD COLUMN kind TEXT NOT NULL DEFAULT 'run'",
         "ALTER TABLE chain ADD COLUMN body TEXT"],
+    5: SQLITE_TABLES,  # runbook serve: alerts, their keys, the queue
 }
 
 # Indexes come after migrations: an older history.db gains its columns first. Newest-first rules order

@@ -4,7 +4,6 @@ closures and extra working days from a dates file, and the weekend."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -88,13 +87,11 @@ def country_holidays(country: str, year: int) -> dict[dt.date, str]:
 
 
 def _reader_language(supported: tuple[str, ...]) -> str | None:
-    """RUNBOOK_LANG, else the locale's language (LC_ALL, LC_MESSAGES, LANG), if the library has it."""
-    for variable in ("RUNBOOK_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(variable, "")
-        if value:
-            code = value.split(".", 1)[0].split("_", 1)[0].lower()
-            return next((s for s in supported if s.split("_", 1)[0].lower() == code), None)
-    return None
+    """The library's spelling of the reader's language (runner/language.py decides it), if it has it."""
+    from runner.language import language
+
+    code = language()
+    return next((s for s in supported if s.split("_", 1)[0].lower() == code), None)
 
 
 @lru_cache(maxsize=None)

@@ -12,12 +12,9 @@ from runner.store.chain import Walk
 from runner.store.signing import SignatureError, fingerprint_of, key_fingerprint, sign, verify
 
 
-def make_line(found: Walk, at: float, key: str | None, workspace: Path) -> str:
+def make_line(found: Walk, at: float, key: str | None, team: Path | None) -> str:
     """A checkpoint line: signed with --key or the agent; unsigned only without [team] and without
     either (it still pins the chain, for whoever keeps the file where the database's users cannot write)."""
-    from runner.store.signing import team_allowed_signers
-
-    team = team_allowed_signers(workspace)
     if key is None and not os.environ.get("SSH_AUTH_SOCK"):
         if team is not None:
             raise InvalidError("db checkpoint: [team] is on: sign the checkpoint with --key FILE or ssh-agent")

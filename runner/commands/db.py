@@ -94,11 +94,9 @@ def rebuild(ws: Workspace) -> int:
 def verify(ws: Workspace, checkpoints: str | None = None, key: str | None = None) -> int:
     """The chain, every run against its link, prune records' signatures and, with --checkpoints, that the
     chain still extends every checkpoint; exit 1 naming the first run that no longer matches."""
-    from runner.store.signing import team_allowed_signers
-
     store = open_store(ws)
     found, findings = store.verify()
-    signers = team_allowed_signers(ws.root)
+    signers = ws.allowed_signers
     findings += _prune_findings(found, signers)
     problems = [f"chain broken at run {f.run_id}: {f.why}" for f in sorted(findings, key=lambda f: f.position)]
     if checkpoints:
@@ -154,7 +152,7 @@ def checkpoint(ws: Workspace, key: str | None, output: str | None) -> int:
         first = findings[0]
         raise RunbookError(f"chain broken at run {first.run_id}: {first.why}: no checkpoint written "
                            "(a checkpoint pins an intact chain)")
-    line = make_line(found, time.time(), key, ws.root)
+    line = make_line(found, time.time(), key, ws.allowed_signers)
     if output:
         path = Path(output).expanduser()
         with path.open("a", encoding="utf-8") as out:

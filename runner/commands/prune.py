@@ -60,11 +60,11 @@ def prune_entry(ws: Workspace, removed: list[str], key: str | None) -> dict[str,
     from runner.identity import operator
     from runner.store.chain import PRUNE_NAMESPACE, prune_payload
     from runner.store.records import iso, now
-    from runner.store.signing import key_fingerprint, sign, team_allowed_signers
+    from runner.store.signing import key_fingerprint, sign
 
     entry: dict[str, Any] = {"removed": sorted(removed), "by": operator(), "host": socket.gethostname(),
                              "at": iso(now()), "signer": ""}
-    if key is None and team_allowed_signers(ws.root) is None:
+    if key is None and ws.allowed_signers is None:
         return entry
     if removed:
         entry["signer"] = key_fingerprint(key)

@@ -110,21 +110,3 @@ def _run(args: list[str], data: bytes) -> str:
 def _fingerprint(text: str) -> str:
     found = _FINGERPRINT.search(text)
     return found.group(1) if found else ""
-
-
-def team_allowed_signers(workspace: Path) -> Path | None:
-    """`[team] allowed_signers` of the workspace's runbook.toml (a path inside the workspace), or None."""
-    import tomllib
-
-    try:
-        data = tomllib.loads((workspace / "runbook.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    team = data.get("team")
-    path = team.get("allowed_signers") if isinstance(team, dict) else None
-    if not isinstance(path, str) or not path:
-        return None
-    resolved = (workspace / path).resolve()
-    if not resolved.is_relative_to(workspace.resolve()) or not resolved.is_file():
-        raise InvalidError(f"runbook.toml: team.allowed_signers: {path!r} is not a file inside the workspace")
-    return resolved
